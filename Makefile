@@ -1,0 +1,46 @@
+# Two commands on a fresh machine:  `make serve`  and  `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+HOST   ?= 127.0.0.1
+PORT   ?= 8000
+
+.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev,bench]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+## Start the service on the embedded in-memory backend.
+serve: $(STAMP)
+	$(BIN)/hypercorn -k trio --bind $(HOST):$(PORT) app:serve
+
+node-deps:
+	cd tests/node && npm ci --no-audit --no-fund --silent
+
+## Lint, type-check and run the whole test suite (unit, end-to-end, real clients).
+test: $(STAMP) node-deps lint typecheck pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check engine app tests benchmarks
+	$(BIN)/ruff format --check engine app tests benchmarks
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+bench-quick: $(STAMP)
+	$(BIN)/python -m benchmarks --quick
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/node/node_modules

@@ -1,0 +1,61 @@
+"""Engine settings: plain values with a lifetime no longer than the engine's."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+__all__ = ["DisconnectPolicy", "EngineConfig"]
+
+
+@dataclass(frozen=True, slots=True)
+class DisconnectPolicy:
+    """What a run does when a client connection to it goes away.
+
+    ``cancel``: cancel the run (``client_disconnected``) once no connection is left.
+    ``continue``: keep running; a client can resume from its cursor.
+    ``grace``: keep running for ``grace`` seconds, so that a resume can arrive; if none does,
+    cancel as ``client_disconnected``.
+    """
+
+    action: Literal["cancel", "continue", "grace"] = "cancel"
+    grace: float = 0.0
+
+    def __post_init__(self) -> None:
+        if self.action not in ("cancel", "continue", "grace"):
+            raise ValueError(f"unknown disconnect action {self.action!r}")
+        if self.grace < 0:
+            raise ValueError("grace must be >= 0")
+
+
+CANCEL = DisconnectPolicy("cancel")
+CONTINUE = DisconnectPolicy("continue")
+
+
+@dataclass(frozen=True, slots=True)
+class EngineConfig:
+    """All durations are in seconds; ``None`` switches a limit off."""
+
+    keepalive_interval: float = 15.0
+    run_timeout: float | None = None
+    stall_timeout: float | None = None
+    interactive: bool = True
+    interaction_timeout: float = 600.0
+    retention: float = 600.0  # how long a finished run stays readable
+    max_log_events: int = 100_000  # per run; the oldest events go first
+    connection_buffer: int = 4096  # how far a connection may lag before it is dropped
+    terminal_delivery_timeout: float = 5.0  # shielded write of a terminal frame
+    shutdown_grace: float = 5.0
+    pending_cancel_ttl: float = 60.0  # a cancel for a client_run_id not created yet
+
+    def __post_init__(self) -> None:
+        if self.keepalive_interval <= 0:
+            raise ValueError("keepalive_interval must be > 0")
+        if self.connection_buffer < 1:
+            raise ValueError("connection_buffer must be >= 1")
+        if self.connection_buffer >= self.max_log_events:
+            raise ValueError("connection_buffer must be smaller than max_log_events")
+        for name in ("run_timeout", "stall_timeout"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise ValueError(f"{name} must be > 0 or None")

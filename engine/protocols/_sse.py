@@ -1,0 +1,48 @@
+"""Server-Sent Events framing (WHATWG HTML, "server-sent events"). Pure functions, no I/O."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["SSE_HEADERS", "dumps", "sse_comment", "sse_data", "sse_frame"]
+
+# cache-control: no-cache stops intermediaries from storing the stream; x-accel-buffering: no
+# stops nginx from buffering it. No "connection: keep-alive": it is forbidden over HTTP/2.
+SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
+    (b"content-type", b"text/event-stream; charset=utf-8"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+)
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON. A JSON text never contains a raw newline, so it fits one ``data:`` line."""
+    return _encoder.encode(value)
+
+
+def sse_frame(data: str, *, event: str | None = None, id: int | str | None = None) -> bytes:
+    """One SSE frame. ``data`` may contain newlines: each line becomes its own ``data:`` field."""
+    parts: list[str] = []
+    if id is not None:
+        parts.append(f"id: {id}\n")
+    if event is not None:
+        parts.append(f"event: {event}\n")
+    if "\n" in data or "\r" in data:
+        parts.extend(f"data: {line}\n" for line in data.splitlines())
+    else:
+        parts.append(f"data: {data}\n")
+    parts.append("\n")
+    return "".join(parts).encode()
+
+
+def sse_data(payload: Any) -> bytes:
+    """``data: {json}`` and a blank line: the framing of the OpenAI and AI SDK streams."""
+    return b"data: " + dumps(payload).encode() + b"\n\n"
+
+
+def sse_comment(text: str = "") -> bytes:
+    """A comment line: ignored by every SSE client, which makes it the right keepalive."""
+    return f": {text}\n\n".encode()
