@@ -111,6 +111,10 @@ class Connection:
         if self._finished:
             return None
         log = self.run.log
+        if log.closed and self._cursor >= log.last_seq:
+            self._finished = True  # the client already has the terminal
+            self.close_reason = "finished"
+            return None
         if log.last_seq <= self._cursor:
             with trio.move_on_at(self._last_frame_at + self._keepalive):
                 await log.wait_beyond(self._cursor)

@@ -208,6 +208,8 @@ class Engine:
         Runs shielded from outside cancellation for at most the grace period, so that the
         terminals are written even when the caller is itself being cancelled.
         """
+        if self._closing:
+            return
         self._closing = True
         for run in list(self._runs.values()):
             run.cancel(CancelReason.SHUTDOWN)
@@ -232,11 +234,20 @@ async def open_engine(
     """Open an engine for the duration of the block; leaving it shuts the engine down
     (see :meth:`Engine.aclose`). ``interaction_url(run_id, interaction_id)`` gives the URL
     announced in ``interaction.required`` events, if the embedder serves one."""
-    async with trio.open_nursery() as nursery:
+    async with trio.open_nursery() as outer:
+        # The runs get a nursery of their own, held by a task: shutting the engine down
+        # cancels that nursery, not the block that the caller is running in.
+        runs_nursery: trio.Nursery = await outer.start(_hold_nursery)
         engine = Engine(
-            nursery, config or EngineConfig(), observer or EngineObserver(), interaction_url
+            runs_nursery, config or EngineConfig(), observer or EngineObserver(), interaction_url
         )
         try:
             yield engine
         finally:
             await engine.aclose()
+
+
+async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:
+    async with trio.open_nursery() as nursery:
+        task_status.started(nursery)
+        await trio.sleep_forever()

@@ -1,0 +1,52 @@
+"""Small helpers shared by the engine tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import trio
+
+from engine import Connection, Event, Run, RunContext
+from engine.protocols.native import NativeProjection
+
+from ._sse import native_events
+
+
+def assert_one_terminal(run: Run) -> Event:
+    """The log's seqs are 1..n without gaps, it holds exactly one terminal, last, and the
+    run's status and outcome agree with it."""
+    events = run.log.all()
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    terminals = [e for e in events if e.terminal]
+    assert len(terminals) == 1, terminals
+    assert events[-1] is terminals[0]
+    assert run.outcome is not None
+    assert run.status is run.outcome.status
+    assert terminals[0].type is run.outcome.event_type
+    assert dict(terminals[0].data) == run.outcome.as_dict()
+    return terminals[0]
+
+
+async def read_all(run: Run, cursor: int = 0) -> list[dict[str, Any]]:
+    """Follow a run from ``cursor`` to its terminal; return the native events received."""
+    chunks = []
+    with Connection(run, NativeProjection(), cursor=cursor) as conn:
+        while (chunk := await conn.next_chunk()) is not None:
+            chunks.append(chunk)
+    return native_events(b"".join(chunks))
+
+
+async def wait_for(predicate: Any, *, limit: float = 1000) -> None:
+    """Checkpoint until ``predicate()`` holds (use with autojump_clock)."""
+    with trio.fail_after(limit):
+        # A test-only poll: the predicates read engine state that has no event of its own.
+        while not predicate():  # noqa: ASYNC110
+            await trio.sleep(0.001)
+
+
+async def forever(ctx: RunContext) -> None:
+    await trio.sleep_forever()
+
+
+async def instant(ctx: RunContext) -> None:
+    await trio.lowlevel.checkpoint()

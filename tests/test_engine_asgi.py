@@ -1,0 +1,214 @@
+"""The ASGI transport, driven over memory channels: the second of three disconnect levels
+(engine, ASGI, real server)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import trio
+import trio.testing
+
+from engine import (
+    Cancelled,
+    CancelReason,
+    Connection,
+    EngineConfig,
+    EngineError,
+    ErrorCode,
+    RunContext,
+    open_engine,
+)
+from engine.asgi import serve_connection, stream_run
+from engine.protocols.native import NativeProjection
+
+from ._engine_helpers import assert_one_terminal
+from ._sse import native_events
+
+
+class FakeASGI:
+    def __init__(self) -> None:
+        self.sent: list[dict[str, Any]] = []
+        self.disconnect = trio.Event()
+
+    async def send(self, message: Any) -> None:
+        self.sent.append(dict(message))
+        await trio.lowlevel.checkpoint()
+
+    async def receive(self) -> dict[str, Any]:
+        await self.disconnect.wait()
+        return {"type": "http.disconnect"}
+
+    @property
+    def start(self) -> dict[str, Any]:
+        assert self.sent[0]["type"] == "http.response.start"
+        return self.sent[0]
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.sent[1:])
+
+
+def ticker(n: int, interval: float = 1.0):  # type: ignore[no-untyped-def]
+    async def producer(ctx: RunContext) -> None:
+        for i in range(n):
+            await ctx.text(f"t{i}")
+            await trio.sleep(interval)
+
+    return producer
+
+
+async def test_attached_stream_completes(autojump_clock: trio.testing.MockClock) -> None:
+    asgi = FakeASGI()
+    async with open_engine() as engine:
+        await stream_run(engine, ticker(3), asgi.send, asgi.receive, NativeProjection())
+    assert asgi.start["status"] == 200
+    headers = dict(asgi.start["headers"])
+    assert headers[b"content-type"].startswith(b"text/event-stream")
+    assert headers[b"x-run-id"].startswith(b"run_")
+    events = native_events(asgi.body)
+    assert [e["type"] for e in events] == ["run.started"] + ["text.delta"] * 3 + ["run.completed"]
+    assert asgi.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+
+
+async def test_disconnect_cancels_an_attached_run_and_its_producer_cleans_up(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    asgi = FakeASGI()
+    cleanup: list[str] = []
+
+    async def producer(ctx: RunContext) -> None:
+        try:
+            await ticker(100)(ctx)
+        finally:
+            cleanup.append("ran")
+
+    async with open_engine() as engine:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                stream_run, engine, producer, asgi.send, asgi.receive, NativeProjection()
+            )
+            await trio.sleep(5.5)
+            asgi.disconnect.set()
+        (run,) = engine.runs()
+    assert cleanup == ["ran"]
+    assert_one_terminal(run)
+    assert run.outcome == Cancelled(CancelReason.CLIENT_DISCONNECTED)
+    # Nothing was written after the client left.
+    assert [e["type"] for e in native_events(asgi.body)][-1] == "text.delta"
+
+
+async def test_cancel_reaches_the_stream_as_its_terminal_frame(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    asgi = FakeASGI()
+    async with open_engine() as engine:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                stream_run, engine, ticker(100), asgi.send, asgi.receive, NativeProjection()
+            )
+            await trio.sleep(3.5)
+            (run,) = engine.runs()
+            engine.cancel(run.id)
+    events = native_events(asgi.body)
+    assert events[-1] == {
+        "seq": run.log.last_seq,
+        "type": "run.cancelled",
+        "run_id": run.id,
+        "data": {"reason": "requested"},
+    }
+    assert sum(e["type"].startswith("run.c") for e in events) == 1
+
+
+async def test_failure_before_any_event_is_an_http_error() -> None:
+    async def producer(ctx: RunContext) -> None:
+        raise EngineError(ErrorCode.RATE_LIMIT_EXCEEDED, "Slow down.")
+
+    asgi = FakeASGI()
+    async with open_engine() as engine:
+        await stream_run(engine, producer, asgi.send, asgi.receive, NativeProjection())
+    assert asgi.start["status"] == 429
+    body = __import__("json").loads(asgi.body)
+    assert body["error"]["code"] == "rate_limit_exceeded"
+    assert body["error"]["message"] == "Slow down."
+    assert body["error"]["correlation_id"].startswith("err_")
+
+
+async def test_failure_after_an_event_streams_a_failed_frame() -> None:
+    async def producer(ctx: RunContext) -> None:
+        await ctx.text("partial")
+        raise RuntimeError("disk quota on /srv/secret")
+
+    asgi = FakeASGI()
+    async with open_engine() as engine:
+        await stream_run(engine, producer, asgi.send, asgi.receive, NativeProjection())
+    assert asgi.start["status"] == 200
+    events = native_events(asgi.body)
+    assert events[-1]["type"] == "run.failed"
+    assert events[-1]["data"]["error"]["code"] == "server_error"
+    assert "secret" not in asgi.body.decode()
+
+
+async def test_response_starts_at_the_first_keepalive_when_the_run_is_quiet(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    asgi = FakeASGI()
+
+    async def quiet(ctx: RunContext) -> None:
+        await trio.sleep(100)
+        await ctx.text("late")
+
+    async with open_engine(EngineConfig(keepalive_interval=5)) as engine:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                stream_run, engine, quiet, asgi.send, asgi.receive, NativeProjection()
+            )
+            await trio.sleep(4.9)
+            assert asgi.sent == []
+            await trio.sleep(0.2)
+            assert asgi.start["status"] == 200
+            # What the run has so far (its run.started event) goes out with the headers.
+            assert native_events(asgi.sent[1]["body"])[0]["type"] == "run.started"
+            await trio.sleep(5)
+            assert asgi.sent[2]["body"] == b": keepalive\n\n"
+
+
+async def test_server_cancelling_the_request_still_delivers_the_shutdown_terminal(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    asgi = FakeASGI()
+    async with open_engine() as engine:
+        with trio.CancelScope() as request_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    stream_run, engine, ticker(100), asgi.send, asgi.receive, NativeProjection()
+                )
+                await trio.sleep(2.5)
+                request_scope.cancel(reason="server shutting down")
+    events = native_events(asgi.body)
+    assert events[-1]["type"] == "run.cancelled"
+    assert events[-1]["data"] == {"reason": "shutdown"}
+
+
+async def test_a_stuck_socket_does_not_stall_the_run(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """hypercorn's socket writes are shielded: a client that stops reading blocks its
+    writer, and nothing else."""
+    stuck = trio.Event()
+
+    async def stuck_send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            with trio.CancelScope(shield=True):
+                await stuck.wait()
+
+    never = FakeASGI()
+    async with open_engine(EngineConfig(connection_buffer=4)) as engine:
+        run = engine.start_run(ticker(20))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(
+                serve_connection, Connection(run, NativeProjection()), stuck_send, never.receive
+            )
+            await run.wait_done()
+            assert run.terminal_at == pytest.approx(20, abs=0.01)
+            stuck.set()
