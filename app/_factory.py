@@ -1,0 +1,53 @@
+"""Building the app: settings in, a QuartTrio app (and its ASGI wrapper) out."""
+
+from __future__ import annotations
+
+from quart_schema import QuartSchema
+from quart_trio import QuartTrio
+
+from ._asgi import ScopestreamASGI
+from .errors import install_error_handlers
+from .logs import configure_logging
+from .routes.ops import ops_blueprint
+from .routes.runs import runs_blueprint
+from .service import Service, current_service, install_service
+from .settings import Settings
+
+__all__ = ["create_app", "create_asgi"]
+
+
+def create_app(settings: Settings | None = None) -> QuartTrio:
+    settings = settings or Settings()
+    configure_logging(settings.log_level)
+    app = QuartTrio("scopestream")
+    app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
+    app.config["RESPONSE_TIMEOUT"] = None  # streams end with their run
+    security: dict[str, object] = {}
+    if settings.api_keys:
+        security = {
+            "security_schemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+            "security": [{"bearer": []}],
+        }
+    QuartSchema(
+        app,
+        info={"title": "scopestream", "version": "0.1.0"},
+        **security,  # type: ignore[arg-type]
+    )
+    install_service(app, Service(settings))
+    install_error_handlers(app)
+    app.register_blueprint(runs_blueprint(settings))
+    app.register_blueprint(ops_blueprint())
+
+    @app.before_serving
+    async def _open_engine() -> None:
+        await current_service().open(app.nursery)
+
+    @app.after_serving
+    async def _close_engine() -> None:
+        await current_service().close()
+
+    return app
+
+
+def create_asgi(settings: Settings | None = None) -> ScopestreamASGI:
+    return ScopestreamASGI(create_app(settings))

@@ -1,0 +1,100 @@
+"""Every 4xx/5xx is JSON ``{"error": {"code", "message", ...}}``: never HTML, never a
+traceback. Route code raises :class:`ApiError`; everything else is mapped here."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from typing import Any
+
+from pydantic import ValidationError
+from quart import Quart, Response
+from quart_schema import RequestSchemaValidationError
+from werkzeug.exceptions import HTTPException
+
+from engine.protocols.native import error_body
+
+__all__ = ["ApiError", "install_error_handlers", "json_error", "validation_fields"]
+
+logger = logging.getLogger("scopestream.app")
+
+_CODES = {
+    400: "invalid_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
+    return Response(
+        error_body(code, message, **extra), status=status, content_type="application/json"
+    )
+
+
+def validation_fields(
+    exc: ValidationError, prefix: tuple[str | int, ...] = ()
+) -> list[dict[str, str]]:
+    """The fields a pydantic error names, as ``{"field": "input.events", "message": ...}``."""
+    return [
+        {"field": ".".join(str(p) for p in (*prefix, *err["loc"])) or "body", "message": err["msg"]}
+        for err in exc.errors()
+    ]
+
+
+def install_error_handlers(app: Quart) -> None:
+    @app.errorhandler(ApiError)
+    async def _api_error(exc: ApiError) -> Response:
+        return json_error(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.errorhandler(RequestSchemaValidationError)
+    async def _invalid(exc: RequestSchemaValidationError) -> Response:
+        inner = exc.validation_error
+        if isinstance(inner, ValidationError):
+            fields = validation_fields(inner)
+            names = ", ".join(f["field"] for f in fields)
+            return json_error(400, "invalid_request", f"Invalid fields: {names}.", fields=fields)
+        return json_error(400, "invalid_request", "The request body is not valid.")
+
+    @app.errorhandler(HTTPException)
+    async def _http(exc: HTTPException) -> Response:
+        status = exc.code or 500
+        if status == 400:
+            message = "The request body is not valid JSON."
+        elif status == 404:
+            message = "No such route."
+        elif status == 405:
+            message = "Method not allowed on this route."
+        elif status == 413:
+            message = "The request body is too large."
+        else:
+            message = exc.name
+        response = json_error(status, _CODES.get(status, "http_error"), message)
+        if status == 405 and exc.get_headers():
+            for name, value in exc.get_headers():
+                if name.lower() == "allow":
+                    response.headers["Allow"] = value
+        return response
+
+    @app.errorhandler(Exception)
+    async def _unexpected(exc: Exception) -> Response:
+        correlation_id = "err_" + secrets.token_hex(16)
+        logger.error(
+            "unhandled error",
+            exc_info=exc,
+            extra={"event": "http.error", "correlation_id": correlation_id},
+        )
+        return json_error(
+            500, "server_error", "Internal server error.", correlation_id=correlation_id
+        )

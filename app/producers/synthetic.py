@@ -1,0 +1,62 @@
+"""``synthetic``: a configurable producer for tests, demos and benchmarks.
+
+It emits ``events`` text deltas of ``event_bytes`` characters each, sleeping
+``interval_ms`` between two of them (none after the last). Counting events from 1, it
+fails at ``fail_at`` with ``fail_code``, asks a human at ``ask_at`` (before emitting that
+event), and stops making progress at ``stall_at``. With ``stamp``, each text begins with
+the wall-clock emit time (``time.time()``, 6 decimals) and ``|``, so a client in another
+process can measure delivery latency.
+"""
+
+from __future__ import annotations
+
+import time
+
+import trio
+from pydantic import BaseModel, Field
+
+from engine import EngineError, ErrorCode, FinishReason, RunContext
+
+from ._registry import ProducerSpec
+
+__all__ = ["SyntheticInput", "synthetic"]
+
+
+class SyntheticInput(BaseModel):
+    events: int = Field(10, ge=0, le=10_000_000)
+    event_bytes: int = Field(16, ge=1, le=1_048_576)
+    interval_ms: float = Field(0.0, ge=0, le=3_600_000)
+    fail_at: int | None = Field(None, ge=1)
+    fail_code: ErrorCode = ErrorCode.SERVER_ERROR
+    ask_at: int | None = Field(None, ge=1)
+    finish_reason: FinishReason = "stop"
+    stall_at: int | None = Field(None, ge=1)
+    stamp: bool = False
+
+
+async def run_synthetic(ctx: RunContext) -> FinishReason:
+    p = SyntheticInput.model_validate(ctx.input)
+    filler = "x" * p.event_bytes
+    interval = p.interval_ms / 1000
+    for i in range(1, p.events + 1):
+        if i > 1 and interval:
+            await trio.sleep(interval)
+        if i == p.fail_at:
+            raise EngineError(p.fail_code, f"Synthetic failure at event {i}.")
+        if i == p.stall_at:
+            await trio.sleep_forever()
+        if i == p.ask_at:
+            answer = await ctx.ask(f"Synthetic question at event {i}: continue?")
+            await ctx.data("answer", {"response": answer})
+        if p.stamp:
+            head = f"{time.time():.6f}|"
+            await ctx.text(head + filler[len(head) :])
+        else:
+            await ctx.text(filler)
+    await ctx.usage(p.events, p.events * p.event_bytes)
+    return p.finish_reason
+
+
+synthetic = ProducerSpec(
+    "synthetic", run_synthetic, SyntheticInput, "Configurable events, failures, questions, stalls."
+)

@@ -1,0 +1,32 @@
+"""Operations: health and Prometheus metrics."""
+
+from __future__ import annotations
+
+from quart import Blueprint, Response
+from quart_schema import hide
+
+from ..service import current_service
+
+__all__ = ["ops_blueprint"]
+
+
+def ops_blueprint() -> Blueprint:
+    bp = Blueprint("ops", __name__)
+
+    @bp.get("/healthz")
+    async def healthz() -> Response:
+        """Liveness: the engine is open."""
+        service = current_service()
+        stats = service.engine.statistics()
+        return Response(
+            f'{{"status":"ok","live_runs":{stats["live_runs"]}}}', content_type="application/json"
+        )
+
+    @bp.get("/metrics")
+    @hide
+    async def metrics() -> Response:
+        return Response(
+            current_service().metrics.render(), content_type="text/plain; version=0.0.4"
+        )
+
+    return bp

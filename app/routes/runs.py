@@ -1,0 +1,175 @@
+"""The native runs API (``/v1/runs``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import RootModel
+from quart import Blueprint, Response, request
+from quart_schema import document_response, validate_request
+
+from engine import (
+    Connection,
+    Failed,
+    InteractionNotFound,
+    InteractionNotPending,
+    Run,
+    http_status_for,
+)
+from engine.protocols.native import NativeProjection, error_body
+
+from ..errors import ApiError
+from ..schemas import (
+    CancelAnswer,
+    CreateRun,
+    ErrorBody,
+    ExecutionAccepted,
+    InteractionAnswer,
+    RunView,
+)
+from ..service import current_service, interaction_path, run_path, run_view
+from ..settings import Settings
+from ..streaming import stream_response
+from ._params import bool_param, cursor_param
+
+__all__ = ["execution_accepted", "runs_blueprint"]
+
+
+class RunOrExecution(RootModel[RunView | ExecutionAccepted]):
+    """202: a background run was accepted, or the run paused for human input."""
+
+
+def json_response(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(
+        model.model_dump_json(), status=status, content_type="application/json", headers=headers
+    )
+
+
+def execution_accepted(run: Run) -> Response:
+    """202 for a run paused on a question: where to answer, where to look."""
+    pending = run.pending_interaction
+    assert pending is not None
+    status_url = run_path(run.id)
+    body = ExecutionAccepted(
+        execution_id=run.id,
+        interaction={"id": pending.id, "prompt": pending.prompt},
+        status_url=status_url,
+        response_url=interaction_path(run.id, pending.id),
+    )
+    return json_response(body, 202, {"Location": status_url})
+
+
+def finished_run(run: Run) -> Response:
+    """A settled run: 200 with the run, or the failure's HTTP status with its error."""
+    outcome = run.outcome
+    if isinstance(outcome, Failed):
+        return Response(
+            error_body(**outcome.error.as_dict(), run=run_view(run).model_dump(mode="json")),
+            status=http_status_for(outcome.error.code),
+            content_type="application/json",
+        )
+    return json_response(run_view(run))
+
+
+def runs_blueprint(settings: Settings) -> Blueprint:
+    bp = Blueprint("runs", __name__)
+    # 202 is documented only where it can happen: a paused run answers 202 only when
+    # interactive mode is on; a background run always can.
+    accepted: Any = RunOrExecution if settings.interactive else RunView
+
+    @bp.post("/v1/runs")
+    @validate_request(CreateRun)
+    @document_response(RunView, 200)
+    @document_response(accepted, 202)
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 409)
+    async def create_run(data: CreateRun) -> Response:
+        """Create a run: stream it (SSE), wait for it, or start it in the background."""
+        service = current_service()
+        owner = service.auth.owner()
+        spec = service.producer(data.producer)
+        run = service.start(
+            spec,
+            service.validate_input(spec, data.input),
+            owner=owner,
+            client_run_id=data.client_run_id,
+            policy=data.policy(),
+        )
+        location = run_path(run.id)
+        if data.stream:
+            return await stream_response(
+                Connection(run, NativeProjection()),
+                headers=[("x-run-id", run.id), ("Location", location)],
+            )
+        if data.background:
+            return json_response(run_view(run), 202, {"Location": location})
+        if await service.settle(run) == "awaiting_input":
+            return execution_accepted(run)
+        return finished_run(run)
+
+    @bp.get("/v1/runs/<run_id>")
+    @document_response(RunView, 200)
+    @document_response(ErrorBody, 404)
+    async def get_run(run_id: str) -> Response:
+        """The run: status, timestamps, last seq, outcome, pending interaction, links."""
+        service = current_service()
+        return json_response(run_view(service.find(run_id, service.auth.owner())))
+
+    @bp.get("/v1/runs/<run_id>/events")
+    @document_response(ErrorBody, 404)
+    async def run_events(run_id: str) -> Response:
+        """SSE of the run's events after ``Last-Event-ID`` or ``?after=N``: replay, then live,
+        ending after the terminal."""
+        service = current_service()
+        run = service.find(run_id, service.auth.owner())
+        after = cursor_param("after", request.args.get("after"))
+        if after is None:
+            after = cursor_param("Last-Event-ID", request.headers.get("Last-Event-ID"))
+        return await stream_response(
+            Connection(run, NativeProjection(), cursor=after or 0),
+            headers=[("x-run-id", run.id)],
+            early_failure=False,
+        )
+
+    @bp.post("/v1/runs/<run_id>/cancel")
+    @document_response(CancelAnswer, 200)
+    @document_response(CancelAnswer, 202)
+    async def cancel_run(run_id: str) -> Response:
+        """Cancel a run (idempotent). ``?wait=true`` answers once the terminal is written.
+        An unknown id is remembered as a ``client_run_id`` for a while (202)."""
+        service = current_service()
+        wait = bool_param("wait")
+        result = service.engine.cancel(run_id, owner=service.auth.owner())
+        run = result.run
+        if run is None:
+            return json_response(CancelAnswer(id=run_id, result=result.result), 202)
+        if wait:
+            await run.wait_done()
+        return json_response(
+            CancelAnswer(
+                id=run.id, result=result.result, status=run.status.value, run=run_view(run)
+            )
+        )
+
+    @bp.post("/v1/runs/<run_id>/interactions/<interaction_id>")
+    @validate_request(InteractionAnswer)
+    @document_response(RunView, 200)
+    @document_response(ErrorBody, 404)
+    @document_response(ErrorBody, 409)
+    async def answer_interaction(
+        run_id: str, interaction_id: str, data: InteractionAnswer
+    ) -> Response:
+        """Answer a pending question; the run resumes."""
+        service = current_service()
+        run = service.find(run_id, service.auth.owner())
+        try:
+            run.answer(interaction_id, data.response)
+        except InteractionNotFound:
+            raise ApiError(
+                404, "not_found", f"No interaction {interaction_id!r} on this run."
+            ) from None
+        except InteractionNotPending as exc:
+            raise ApiError(409, "interaction_not_pending", str(exc)) from None
+        return json_response(run_view(run))
+
+    return bp

@@ -1,0 +1,123 @@
+"""Request and response models of the native runs API (they are the OpenAPI document)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from engine import DisconnectPolicy
+
+__all__ = [
+    "CancelAnswer",
+    "CreateRun",
+    "ErrorBody",
+    "ErrorDetail",
+    "ExecutionAccepted",
+    "InteractionAnswer",
+    "InteractionRef",
+    "RunLinks",
+    "RunOutcome",
+    "RunView",
+]
+
+
+class GracePolicy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    grace: float = Field(..., ge=0, le=3600, description="Seconds to wait for a resume.")
+
+
+class CreateRun(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    producer: str = Field(..., min_length=1, description="A registered producer's name.")
+    input: dict[str, Any] = Field(default_factory=dict)
+    stream: bool = False
+    background: bool = False
+    on_disconnect: Literal["cancel", "continue"] | GracePolicy | None = Field(
+        None,
+        description="cancel (default when streaming or waiting), continue (default for "
+        'background runs), or {"grace": seconds}.',
+    )
+    client_run_id: str | None = Field(None, min_length=1, max_length=200)
+
+    @field_validator("background")
+    @classmethod
+    def _not_both(cls, value: bool, info: Any) -> bool:
+        if value and info.data.get("stream"):
+            raise ValueError("a run is either streamed or started in the background, not both")
+        return value
+
+    def policy(self) -> DisconnectPolicy:
+        if isinstance(self.on_disconnect, GracePolicy):
+            return DisconnectPolicy("grace", self.on_disconnect.grace)
+        if self.on_disconnect is not None:
+            return DisconnectPolicy(self.on_disconnect)
+        return DisconnectPolicy("continue" if self.background else "cancel")
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    correlation_id: str | None = None
+
+
+class ErrorBody(BaseModel):
+    error: ErrorDetail
+
+
+class InteractionRef(BaseModel):
+    id: str
+    prompt: str
+    response_url: str
+
+
+class RunOutcome(BaseModel):
+    status: Literal["completed", "failed", "cancelled"]
+    finish_reason: str | None = None
+    usage: dict[str, int] | None = None
+    error: ErrorDetail | None = None
+    reason: str | None = None
+
+
+class RunLinks(BaseModel):
+    self: str
+    events: str
+    cancel: str
+
+
+class RunView(BaseModel):
+    id: str
+    object: Literal["run"] = "run"
+    producer: str
+    status: Literal["queued", "running", "awaiting_input", "completed", "failed", "cancelled"]
+    client_run_id: str | None = None
+    created_at: float
+    started_at: float | None = None
+    ended_at: float | None = None
+    last_seq: int
+    outcome: RunOutcome | None = None
+    pending_interaction: InteractionRef | None = None
+    links: RunLinks
+
+
+class ExecutionAccepted(BaseModel):
+    """The run paused for human input: answer at ``response_url``, follow ``status_url``."""
+
+    execution_id: str
+    status: Literal["awaiting_input"] = "awaiting_input"
+    interaction: dict[str, str]
+    status_url: str
+    response_url: str
+
+
+class CancelAnswer(BaseModel):
+    id: str
+    result: Literal["cancelled", "already_decided", "remembered"]
+    status: str | None = None
+    run: RunView | None = None
+
+
+class InteractionAnswer(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    response: Any = Field(..., description="The human's answer; any JSON value.")

@@ -1,0 +1,210 @@
+"""The service object: one per app, owning the engine for the app's lifetime, the producer
+registry, auth and metrics. Routes reach it through :func:`current_service`."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import trio
+from pydantic import ValidationError
+from quart import current_app, request
+
+from engine import (
+    Completed,
+    Connection,
+    DisconnectPolicy,
+    Engine,
+    EngineClosed,
+    Failed,
+    Run,
+    RunConflict,
+    RunNotFound,
+    open_engine,
+)
+from engine.protocols.native import NativeProjection
+
+from ._asgi import request_extension
+from .auth import Auth
+from .errors import ApiError, validation_fields
+from .metrics import Metrics
+from .producers import ProducerRegistry, ProducerSpec, echo, synthetic
+from .schemas import ErrorDetail, InteractionRef, RunLinks, RunOutcome, RunView
+from .settings import Settings
+
+__all__ = ["Service", "current_service"]
+
+_EXTENSION = "scopestream"
+
+
+class Service:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.registry = ProducerRegistry.from_paths([echo, synthetic], settings.producers)
+        self.auth = Auth(settings.api_keys)
+        self.metrics = Metrics()
+        self._engine: Engine | None = None
+        self._stop = trio.Event()
+        self._stopped = trio.Event()
+
+    # -- lifetime -----------------------------------------------------------------------
+
+    async def open(self, nursery: trio.Nursery) -> None:
+        self._engine = await nursery.start(self._hold_engine)
+
+    async def _hold_engine(self, *, task_status: trio.TaskStatus[Engine]) -> None:
+        try:
+            async with open_engine(
+                self.settings.engine_config(),
+                observer=self.metrics,
+                interaction_url=interaction_path,
+            ) as engine:
+                task_status.started(engine)
+                await self._stop.wait()
+        finally:
+            self._stopped.set()
+
+    async def close(self) -> None:
+        """Cancel every live run (``shutdown``) and let their terminals reach the clients,
+        within the configured grace period."""
+        if self._engine is not None:
+            await self._engine.aclose()
+        self._stop.set()
+        with trio.move_on_after(self.settings.shutdown_grace + 1, shield=True):
+            await self._stopped.wait()
+
+    @property
+    def engine(self) -> Engine:
+        if self._engine is None:
+            raise ApiError(503, "unavailable", "The service is starting or stopping.")
+        return self._engine
+
+    # -- runs ---------------------------------------------------------------------------
+
+    def producer(self, name: str, *, field: str = "producer", status: int = 400) -> ProducerSpec:
+        spec = self.registry.get(name)
+        if spec is None:
+            raise ApiError(
+                status,
+                "unknown_producer" if status == 400 else "model_not_found",
+                f"Unknown producer {name!r}; known: {', '.join(self.registry.names())}.",
+                fields=[{"field": field, "message": "unknown producer"}],
+            )
+        return spec
+
+    def validate_input(
+        self, spec: ProducerSpec, data: dict[str, Any], *, prefix: tuple[str, ...] = ("input",)
+    ) -> dict[str, Any]:
+        if spec.input_model is None:
+            return data
+        try:
+            return spec.input_model.model_validate(data).model_dump(mode="json")
+        except ValidationError as exc:
+            fields = validation_fields(exc, prefix)
+            names = ", ".join(f["field"] for f in fields)
+            raise ApiError(
+                400, "invalid_request", f"Invalid fields: {names}.", fields=fields
+            ) from None
+
+    def start(
+        self,
+        spec: ProducerSpec,
+        input: dict[str, Any],
+        *,
+        owner: str | None,
+        client_run_id: str | None,
+        policy: DisconnectPolicy,
+    ) -> Run:
+        try:
+            return self.engine.start_run(
+                spec.producer,
+                input=input,
+                producer_name=spec.name,
+                owner=owner,
+                client_run_id=client_run_id,
+                on_disconnect=policy,
+            )
+        except RunConflict as exc:
+            raise ApiError(409, "conflict", str(exc)) from None
+        except EngineClosed:
+            raise ApiError(503, "unavailable", "The service is shutting down.") from None
+
+    def find(self, run_id: str, owner: str | None) -> Run:
+        try:
+            return self.engine.get(run_id, owner=owner)
+        except RunNotFound:
+            raise ApiError(404, "not_found", f"No run {run_id!r}.") from None
+
+    async def settle(self, run: Run) -> Literal["done", "awaiting_input"]:
+        """Wait, for a non-streaming request, until the run ends or asks for input.
+
+        The request counts as a connection: if the client leaves, the run's disconnect
+        policy applies.
+        """
+        ext = request_extension(request.scope)
+        log = run.log
+        with Connection(run, NativeProjection()) as connection:
+            try:
+                while True:
+                    if run.status.terminal:
+                        connection.close_reason = "finished"
+                        return "done"
+                    if run.pending_interaction is not None and self.settings.interactive:
+                        connection.close_reason = "finished"
+                        return "awaiting_input"
+                    await log.wait_beyond(log.last_seq)
+            except trio.Cancelled:
+                if ext is not None and ext.disconnected.is_set():
+                    connection.disconnected()
+                raise
+
+
+def current_service() -> Service:
+    service = current_app.extensions[_EXTENSION]
+    assert isinstance(service, Service)
+    return service
+
+
+def install_service(app: Any, service: Service) -> None:
+    app.extensions[_EXTENSION] = service
+
+
+def run_path(run_id: str) -> str:
+    return f"/v1/runs/{run_id}"
+
+
+def interaction_path(run_id: str, interaction_id: str) -> str:
+    return f"/v1/runs/{run_id}/interactions/{interaction_id}"
+
+
+def run_view(run: Run) -> RunView:
+    outcome = run.outcome
+    view_outcome: RunOutcome | None = None
+    if isinstance(outcome, Completed):
+        view_outcome = RunOutcome(
+            status="completed",
+            finish_reason=outcome.finish_reason,
+            usage=outcome.usage.as_dict() if outcome.usage else None,
+        )
+    elif isinstance(outcome, Failed):
+        view_outcome = RunOutcome(status="failed", error=ErrorDetail(**outcome.error.as_dict()))
+    elif outcome is not None:
+        view_outcome = RunOutcome(status="cancelled", reason=outcome.reason.value)
+    pending = run.pending_interaction
+    path = run_path(run.id)
+    return RunView(
+        id=run.id,
+        producer=run.producer_name,
+        status=run.status.value,
+        client_run_id=run.client_run_id,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        ended_at=run.ended_at,
+        last_seq=run.log.last_seq,
+        outcome=view_outcome,
+        pending_interaction=InteractionRef(
+            id=pending.id, prompt=pending.prompt, response_url=interaction_path(run.id, pending.id)
+        )
+        if pending
+        else None,
+        links=RunLinks(self=path, events=path + "/events", cancel=path + "/cancel"),
+    )

@@ -1,0 +1,71 @@
+"""Service settings, read from ``SCOPESTREAM_*`` environment variables.
+
+Every setting is documented in ``docs/deployment.md``; keep the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from engine import EngineConfig
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SCOPESTREAM_", extra="ignore")
+
+    keepalive_interval: float = Field(15.0, gt=0, description="Seconds without a frame.")
+    run_timeout: float | None = Field(None, gt=0, description="Run deadline, seconds.")
+    stall_timeout: float | None = Field(None, gt=0, description="No producer event for N s.")
+    interactive: bool = Field(True, description="Allow producers to ask a human.")
+    interaction_timeout: float = Field(600.0, gt=0)
+    log_retention: float = Field(600.0, ge=0, description="Seconds a finished run stays.")
+    max_log_events: int = Field(100_000, ge=16)
+    connection_buffer: int = Field(4096, ge=1)
+    shutdown_grace: float = Field(5.0, ge=0)
+    terminal_delivery_timeout: float = Field(2.0, gt=0)
+    pending_cancel_ttl: float = Field(60.0, ge=0)
+    api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    producers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    max_body_bytes: int = Field(1_048_576, ge=1024)
+    log_level: str = "INFO"
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("producers", mode="before")
+    @classmethod
+    def _split_producers(cls, value: object) -> object:
+        """``name=package.module:attribute,other=...``"""
+        if not isinstance(value, str):
+            return value
+        out: dict[str, str] = {}
+        for item in filter(None, (part.strip() for part in value.split(","))):
+            name, sep, path = item.partition("=")
+            if not sep or ":" not in path or not name.strip():
+                raise ValueError(f"expected name=module:attribute, got {item!r}")
+            out[name.strip()] = path.strip()
+        return out
+
+    def engine_config(self) -> EngineConfig:
+        return EngineConfig(
+            keepalive_interval=self.keepalive_interval,
+            run_timeout=self.run_timeout,
+            stall_timeout=self.stall_timeout,
+            interactive=self.interactive,
+            interaction_timeout=self.interaction_timeout,
+            retention=self.log_retention,
+            max_log_events=self.max_log_events,
+            connection_buffer=min(self.connection_buffer, self.max_log_events - 1),
+            terminal_delivery_timeout=self.terminal_delivery_timeout,
+            shutdown_grace=self.shutdown_grace,
+            pending_cancel_ttl=self.pending_cancel_ttl,
+        )
