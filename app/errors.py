@@ -46,11 +46,20 @@ def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
 def validation_fields(
     exc: ValidationError, prefix: tuple[str | int, ...] = ()
 ) -> list[dict[str, str]]:
-    """The fields a pydantic error names, as ``{"field": "input.events", "message": ...}``."""
-    return [
-        {"field": ".".join(str(p) for p in (*prefix, *err["loc"])) or "body", "message": err["msg"]}
-        for err in exc.errors()
-    ]
+    """The fields a pydantic error names, as ``{"field": "input.events", "message": ...}``.
+
+    Pydantic adds a step per union member tried (``literal['a','b']``, ``GracePolicy``);
+    those are not fields, so they are dropped and the messages merged per field.
+    """
+    merged: dict[str, list[str]] = {}
+    for err in exc.errors():
+        path = [
+            str(part)
+            for part in (*prefix, *err["loc"])
+            if isinstance(part, int) or not (part[:1].isupper() or "[" in part)
+        ]
+        merged.setdefault(".".join(path) or "body", []).append(err["msg"])
+    return [{"field": field, "message": "; ".join(msgs)} for field, msgs in merged.items()]
 
 
 def install_error_handlers(app: Quart) -> None:

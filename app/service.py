@@ -3,6 +3,10 @@ registry, auth and metrics. Routes reach it through :func:`current_service`."""
 
 from __future__ import annotations
 
+import logging
+import os
+import signal
+import threading
 from typing import Any, Literal
 
 import trio
@@ -34,6 +38,7 @@ from .settings import Settings
 __all__ = ["Service", "current_service"]
 
 _EXTENSION = "scopestream"
+logger = logging.getLogger("scopestream.app")
 
 
 class Service:
@@ -43,6 +48,7 @@ class Service:
         self.auth = Auth(settings.api_keys)
         self.metrics = Metrics()
         self._engine: Engine | None = None
+        self._engine_closed = False
         self._stop = trio.Event()
         self._stopped = trio.Event()
 
@@ -50,6 +56,25 @@ class Service:
 
     async def open(self, nursery: trio.Nursery) -> None:
         self._engine = await nursery.start(self._hold_engine)
+        if threading.current_thread() is threading.main_thread():
+            nursery.start_soon(self._watch_sigterm)
+
+    async def _watch_sigterm(self) -> None:
+        """SIGTERM reaching this worker process (a process-group kill from systemd or a
+        container runtime, or ``hypercorn -w 0``): end every run with ``shutdown`` and get
+        the terminals onto the wire first, then let the signal do what it would have done.
+
+        When hypercorn's parent process got the signal too, it stops this worker
+        gracefully meanwhile; the re-raised signal only matters when nobody else will.
+        """
+        with trio.open_signal_receiver(signal.SIGTERM) as signals:
+            async for _ in signals:
+                break
+        logger.info("SIGTERM: shutting down runs", extra={"event": "service.sigterm"})
+        await self.close()
+        await trio.sleep(self.settings.shutdown_grace + 1)
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     async def _hold_engine(self, *, task_status: trio.TaskStatus[Engine]) -> None:
         try:
@@ -68,13 +93,14 @@ class Service:
         within the configured grace period."""
         if self._engine is not None:
             await self._engine.aclose()
+            self._engine_closed = True
         self._stop.set()
         with trio.move_on_after(self.settings.shutdown_grace + 1, shield=True):
             await self._stopped.wait()
 
     @property
     def engine(self) -> Engine:
-        if self._engine is None:
+        if self._engine is None or self._engine_closed:
             raise ApiError(503, "unavailable", "The service is starting or stopping.")
         return self._engine
 

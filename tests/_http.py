@@ -1,0 +1,141 @@
+"""A raw-socket HTTP/1.1 client for SSE: exact bytes, and disconnects at any moment."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from typing import Any
+
+from ._sse import Frame, parse_sse
+
+
+class RawStream:
+    """One request on its own socket; reads the response head, then SSE frames."""
+
+    def __init__(
+        self,
+        port: int,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=20)
+        payload = json.dumps(body).encode() if body is not None else b""
+        lines = [
+            f"{method} {path} HTTP/1.1",
+            "Host: 127.0.0.1",
+            "Accept: text/event-stream",
+            "Connection: close",
+        ]
+        for name, value in (headers or {}).items():
+            lines.append(f"{name}: {value}")
+        if body is not None:
+            lines += ["Content-Type: application/json", f"Content-Length: {len(payload)}"]
+        self.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode() + payload)
+        self._buffer = b""
+        self.status, self.headers = self._read_head()
+        self._chunked = self.headers.get("transfer-encoding", "").lower() == "chunked"
+        self.raw = b""  # the de-chunked body read so far
+        self._frames_returned = 0
+        self.eof = False
+
+    def _recv(self) -> bool:
+        data = self.sock.recv(65536)
+        if not data:
+            self.eof = True
+            return False
+        self._buffer += data
+        return True
+
+    def _read_head(self) -> tuple[int, dict[str, str]]:
+        while b"\r\n\r\n" not in self._buffer:
+            if not self._recv():
+                raise ConnectionError("closed before the response head")
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode().split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        return int(status_line.split()[1]), headers
+
+    def _pump(self) -> bool:
+        """Move complete body bytes from the socket buffer into ``raw``."""
+        if not self._chunked:
+            self.raw += self._buffer
+            self._buffer = b""
+            length = self.headers.get("content-length")
+            if length is not None and len(self.raw) >= int(length):
+                self.eof = True
+                return False
+            return self._recv()
+        while b"\r\n" in self._buffer:
+            size_line, rest = self._buffer.split(b"\r\n", 1)
+            size = int(size_line, 16)
+            if len(rest) < size + 2:
+                break
+            self.raw += rest[:size]
+            self._buffer = rest[size + 2 :]
+            if size == 0:
+                self.eof = True
+                return False
+        return self._recv()
+
+    def frames(self) -> list[Frame]:
+        complete = self.raw[: self.raw.rfind(b"\n\n") + 2] if b"\n\n" in self.raw else b""
+        return parse_sse(complete)
+
+    def next_frames(self, timeout: float = 20) -> list[Frame]:
+        """Block until at least one new frame arrives (or EOF); return the new frames."""
+        deadline = time.monotonic() + timeout
+        while True:
+            frames = self.frames()
+            if len(frames) > self._frames_returned:
+                new = frames[self._frames_returned :]
+                self._frames_returned = len(frames)
+                return new
+            if self.eof or time.monotonic() > deadline:
+                return []
+            self._pump()
+
+    def read_until(self, predicate: Any, timeout: float = 20) -> list[Frame]:
+        """Read frames until one satisfies ``predicate`` (returned as the last) or EOF."""
+        seen: list[Frame] = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = self.next_frames(deadline - time.monotonic())
+            if not new:
+                return seen
+            for frame in new:
+                seen.append(frame)
+                if predicate(frame):
+                    return seen
+        return seen
+
+    def read_to_end(self, timeout: float = 20) -> bytes:
+        deadline = time.monotonic() + timeout
+        while not self.eof and time.monotonic() < deadline:
+            self._pump()
+        return self.raw
+
+    def body_json(self) -> Any:
+        return json.loads(self.read_to_end())
+
+    def close(self) -> None:
+        self.sock.close()
+
+    def abort(self) -> None:
+        """Drop the connection without a clean shutdown (RST), like a killed client."""
+        self.sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00"
+        )
+        self.sock.close()
+
+
+TERMINALS = {"run.completed", "run.failed", "run.cancelled"}
+
+
+def is_terminal(frame: Frame) -> bool:
+    return frame.event in TERMINALS
