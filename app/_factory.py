@@ -8,6 +8,8 @@ from quart_trio import QuartTrio
 from ._asgi import ScopestreamASGI
 from .errors import install_error_handlers
 from .logs import configure_logging
+from .routes.ai_sdk import ai_sdk_blueprint
+from .routes.openai import openai_blueprint
 from .routes.ops import ops_blueprint
 from .routes.runs import runs_blueprint
 from .service import Service, current_service, install_service
@@ -36,6 +38,8 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     install_service(app, Service(settings))
     install_error_handlers(app)
     app.register_blueprint(runs_blueprint(settings))
+    app.register_blueprint(openai_blueprint(settings))
+    app.register_blueprint(ai_sdk_blueprint())
     app.register_blueprint(ops_blueprint())
 
     @app.before_serving

@@ -139,6 +139,7 @@ class Service:
         owner: str | None,
         client_run_id: str | None,
         policy: DisconnectPolicy,
+        metadata: dict[str, Any] | None = None,
     ) -> Run:
         try:
             return self.engine.start_run(
@@ -148,6 +149,7 @@ class Service:
                 owner=owner,
                 client_run_id=client_run_id,
                 on_disconnect=policy,
+                metadata=metadata,
             )
         except RunConflict as exc:
             raise ApiError(409, "conflict", str(exc)) from None

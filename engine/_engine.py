@@ -72,11 +72,14 @@ class Engine:
         owner: str | None = None,
         client_run_id: str | None = None,
         on_disconnect: DisconnectPolicy = CONTINUE,
+        metadata: Mapping[str, Any] | None = None,
     ) -> Run:
         """Start a detached run in the engine's nursery and return it (status ``queued``
         until its task starts). Raises :class:`EngineClosed` while shutting down and
-        :class:`RunConflict` if a live run already uses ``client_run_id``."""
+        :class:`RunConflict` if a live run already uses ``client_run_id``. ``metadata`` is
+        the caller's, kept on ``run.metadata`` (the service records the protocol there)."""
         run = self._new_run(producer, input, producer_name, owner, client_run_id, on_disconnect)
+        run.metadata = dict(metadata or {})
         self._nursery.start_soon(run._main, name=f"run {run.id}")
         return run
 

@@ -99,6 +99,8 @@ class Run:
         self.client_run_id = client_run_id
         self.on_disconnect = on_disconnect
         self.input = input
+        #: The embedder's own notes about the run; the engine never reads them.
+        self.metadata: dict[str, Any] = {}
         self.log = EventLog(self.id, config.max_log_events)
         self.usage: Usage | None = None
         # Wall-clock timestamps (time.time()) for people and other processes.

@@ -27,36 +27,17 @@ from ..schemas import (
     InteractionAnswer,
     RunView,
 )
-from ..service import current_service, interaction_path, run_path, run_view
+from ..service import current_service, run_path, run_view
 from ..settings import Settings
 from ..streaming import stream_response
+from ._common import execution_accepted, json_response
 from ._params import bool_param, cursor_param
 
-__all__ = ["execution_accepted", "runs_blueprint"]
+__all__ = ["runs_blueprint"]
 
 
 class RunOrExecution(RootModel[RunView | ExecutionAccepted]):
     """202: a background run was accepted, or the run paused for human input."""
-
-
-def json_response(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(
-        model.model_dump_json(), status=status, content_type="application/json", headers=headers
-    )
-
-
-def execution_accepted(run: Run) -> Response:
-    """202 for a run paused on a question: where to answer, where to look."""
-    pending = run.pending_interaction
-    assert pending is not None
-    status_url = run_path(run.id)
-    body = ExecutionAccepted(
-        execution_id=run.id,
-        interaction={"id": pending.id, "prompt": pending.prompt},
-        status_url=status_url,
-        response_url=interaction_path(run.id, pending.id),
-    )
-    return json_response(body, 202, {"Location": status_url})
 
 
 def finished_run(run: Run) -> Response:

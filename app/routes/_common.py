@@ -1,0 +1,38 @@
+"""Response helpers shared by the route modules."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Response
+
+from engine import Run
+from engine.protocols._sse import dumps
+
+from ..schemas import ExecutionAccepted
+from ..service import interaction_path, run_path
+
+__all__ = ["execution_accepted", "json_response"]
+
+
+def json_response(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    """A pydantic model, or any JSON-able value, as a JSON response."""
+    body = model.model_dump_json() if hasattr(model, "model_dump_json") else dumps(model)
+    return Response(body, status=status, content_type="application/json", headers=headers)
+
+
+def execution_accepted(run: Run) -> Response:
+    """202 for a run paused on a question: where to answer, where to look.
+
+    The same answer on every protocol's non-streaming route, so a client that knows one
+    knows them all."""
+    pending = run.pending_interaction
+    assert pending is not None
+    status_url = run_path(run.id)
+    body = ExecutionAccepted(
+        execution_id=run.id,
+        interaction={"id": pending.id, "prompt": pending.prompt},
+        status_url=status_url,
+        response_url=interaction_path(run.id, pending.id),
+    )
+    return json_response(body, 202, {"Location": status_url})

@@ -1,0 +1,71 @@
+"""Vercel AI SDK routes: the default chat transport's ``POST /api/chat`` and its resume.
+
+The chat id is the run's ``client_run_id``, so ``GET /api/chat/{id}/stream`` finds the
+chat's active run. A new message on a chat whose previous run is still going cancels that
+run first: one chat, one active stream.
+"""
+
+from __future__ import annotations
+
+import trio
+from quart import Blueprint, Response
+from quart_schema import validate_request
+
+from engine import Connection, DisconnectPolicy, RunNotFound
+from engine.protocols import UIMessageStreamProjection
+
+from ..compat_schemas import UIChatRequest, normalize_messages
+from ..service import current_service
+from ..streaming import stream_response
+
+__all__ = ["ai_sdk_blueprint"]
+
+DEFAULT_PRODUCER = "echo"
+
+
+def ai_sdk_blueprint() -> Blueprint:
+    bp = Blueprint("ai_sdk", __name__)
+
+    @bp.post("/api/chat")
+    @validate_request(UIChatRequest)
+    async def chat(data: UIChatRequest) -> Response:
+        """A UI message stream (``x-vercel-ai-ui-message-stream: v1``) for the chat's reply.
+        ``producer`` (default ``echo``) and ``metadata`` may be added through the
+        transport's ``body`` option."""
+        service = current_service()
+        owner = service.auth.owner()
+        spec = service.producer(data.producer or DEFAULT_PRODUCER)
+        params = service.validate_input(spec, dict(data.metadata), prefix=("metadata",))
+        try:
+            previous = service.engine.get(data.id, owner=owner)
+        except RunNotFound:
+            previous = None
+        if previous is not None and not previous.status.terminal:
+            previous.cancel()
+            with trio.move_on_after(service.settings.shutdown_grace):
+                await previous.wait_done()
+        run = service.start(
+            spec,
+            {**params, "messages": normalize_messages(data.messages)},
+            owner=owner,
+            client_run_id=data.id,
+            policy=DisconnectPolicy(data.on_disconnect or "cancel"),
+            metadata={"protocol": "ai_sdk"},
+        )
+        projection = UIMessageStreamProjection(message_id="msg_" + run.id.removeprefix("run_"))
+        return await stream_response(Connection(run, projection), headers=[("x-run-id", run.id)])
+
+    @bp.get("/api/chat/<chat_id>/stream")
+    async def resume(chat_id: str) -> Response:
+        """Resume the chat's active stream from its start; 204 when none is active."""
+        service = current_service()
+        try:
+            run = service.engine.get(chat_id, owner=service.auth.owner())
+        except RunNotFound:
+            return Response(b"", status=204)
+        if run.status.terminal:
+            return Response(b"", status=204)
+        projection = UIMessageStreamProjection(message_id="msg_" + run.id.removeprefix("run_"))
+        return await stream_response(Connection(run, projection), early_failure=False)
+
+    return bp

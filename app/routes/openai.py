@@ -1,0 +1,202 @@
+"""OpenAI-compatible routes: Chat Completions, Responses, models.
+
+``model`` names a producer. Ids map onto run ids (``chatcmpl-<hex>``, ``resp_<hex>`` for
+``run_<hex>``), so the native API (status, cancel, interactions) works on these runs too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Blueprint, Response, request
+from quart_schema import document_response, validate_request
+
+from engine import Cancelled, Connection, DisconnectPolicy, Failed, Run, http_status_for
+from engine.protocols import (
+    ChatCompletionsProjection,
+    ResponsesProjection,
+    chat_completion_object,
+    openai_error,
+    response_object,
+)
+
+from ..compat_schemas import (
+    ChatCompletionRequest,
+    ModelCard,
+    ModelList,
+    ResponsesRequest,
+    normalize_messages,
+)
+from ..errors import ApiError
+from ..schemas import ErrorBody, ExecutionAccepted
+from ..service import Service, current_service
+from ..settings import Settings
+from ..streaming import stream_response
+from ._common import execution_accepted, json_response
+from ._params import bool_param, cursor_param
+
+__all__ = ["openai_blueprint"]
+
+
+def _suffix(run: Run) -> str:
+    return run.id.removeprefix("run_")
+
+
+def _start(service: Service, model: str, messages: Any, params: dict[str, str], **kw: Any) -> Run:
+    """Start ``model``'s producer; its parameters come from the request's ``metadata``."""
+    spec = service.producer(model, field="model", status=404)
+    params = service.validate_input(spec, dict(params), prefix=("metadata",))
+    owner = service.auth.owner()
+    return service.start(
+        spec,
+        {**params, "messages": normalize_messages(messages)},
+        owner=owner,
+        client_run_id=None,
+        **kw,
+    )
+
+
+def _error_response(outcome: Failed | Cancelled, status: int) -> Response:
+    return json_response(openai_error(outcome), status)
+
+
+def _response_for(run: Run) -> dict[str, Any]:
+    return response_object(
+        run.log.all(),
+        response_id="resp_" + _suffix(run),
+        model=run.producer_name,
+        created_at=int(run.created_at),
+        background=bool(run.metadata.get("background")),
+    )
+
+
+def _find_response(service: Service, response_id: str) -> Run:
+    if not response_id.startswith("resp_"):
+        raise ApiError(404, "not_found", f"No response {response_id!r}.")
+    return service.find("run_" + response_id.removeprefix("resp_"), service.auth.owner())
+
+
+def openai_blueprint(settings: Settings) -> Blueprint:
+    bp = Blueprint("openai", __name__)
+    cancel_on_disconnect = DisconnectPolicy("cancel")
+
+    def paused_202(route: Any) -> Any:
+        return document_response(ExecutionAccepted, 202)(route) if settings.interactive else route
+
+    @bp.post("/v1/chat/completions")
+    @validate_request(ChatCompletionRequest)
+    @paused_202
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 404)
+    async def chat_completions(data: ChatCompletionRequest) -> Response:
+        """OpenAI Chat Completions, streaming (SSE chunks) or not."""
+        service = current_service()
+        run = _start(
+            service,
+            data.model,
+            [m.model_dump() for m in data.messages],
+            data.metadata,
+            policy=cancel_on_disconnect,
+            metadata={"protocol": "chat"},
+        )
+        completion_id = "chatcmpl-" + _suffix(run)
+        created = int(run.created_at)
+        if data.stream:
+            include_usage = bool(data.stream_options and data.stream_options.include_usage)
+            projection = ChatCompletionsProjection(
+                completion_id=completion_id,
+                model=data.model,
+                created=created,
+                include_usage=include_usage,
+            )
+            return await stream_response(
+                Connection(run, projection), headers=[("x-run-id", run.id)]
+            )
+        if await service.settle(run) == "awaiting_input":
+            return execution_accepted(run)
+        outcome = run.outcome
+        if isinstance(outcome, Failed):
+            return _error_response(outcome, http_status_for(outcome.error.code))
+        if isinstance(outcome, Cancelled):
+            return _error_response(outcome, 409)
+        body = chat_completion_object(
+            run.log.all(), completion_id=completion_id, model=data.model, created=created
+        )
+        return json_response(body, headers={"x-run-id": run.id})
+
+    @bp.post("/v1/responses")
+    @validate_request(ResponsesRequest)
+    @paused_202
+    @document_response(ErrorBody, 400)
+    @document_response(ErrorBody, 404)
+    async def create_response(data: ResponsesRequest) -> Response:
+        """OpenAI Responses: streaming, non-streaming, or ``background``."""
+        service = current_service()
+        messages = normalize_messages(data.input)
+        if data.instructions:
+            messages.insert(0, {"role": "system", "content": data.instructions})
+        run = _start(
+            service,
+            data.model,
+            messages,
+            data.metadata,
+            policy=DisconnectPolicy("continue" if data.background else "cancel"),
+            metadata={"protocol": "responses", "background": data.background},
+        )
+        if data.stream:
+            projection = ResponsesProjection(
+                response_id="resp_" + _suffix(run),
+                model=data.model,
+                created_at=int(run.created_at),
+                background=data.background,
+            )
+            return await stream_response(
+                Connection(run, projection), headers=[("x-run-id", run.id)]
+            )
+        if data.background:
+            return json_response(_response_for(run), headers={"x-run-id": run.id})
+        if await service.settle(run) == "awaiting_input":
+            return execution_accepted(run)
+        outcome = run.outcome
+        if isinstance(outcome, Failed):
+            return _error_response(outcome, http_status_for(outcome.error.code))
+        return json_response(_response_for(run), headers={"x-run-id": run.id})
+
+    @bp.get("/v1/responses/<response_id>")
+    @document_response(ErrorBody, 404)
+    async def get_response(response_id: str) -> Response:
+        """The stored response; with ``stream=true`` its events after ``starting_after``."""
+        service = current_service()
+        run = _find_response(service, response_id)
+        if not bool_param("stream"):
+            return json_response(_response_for(run))
+        after = cursor_param("starting_after", request.args.get("starting_after"))
+        projection = ResponsesProjection(
+            response_id=response_id,
+            model=run.producer_name,
+            created_at=int(run.created_at),
+            starting_after=after,
+            background=bool(run.metadata.get("background")),
+        )
+        return await stream_response(Connection(run, projection), early_failure=False)
+
+    @bp.post("/v1/responses/<response_id>/cancel")
+    @document_response(ErrorBody, 404)
+    async def cancel_response(response_id: str) -> Response:
+        """Cancel (idempotent); answers with the response once its terminal is recorded."""
+        service = current_service()
+        run = _find_response(service, response_id)
+        run.cancel()
+        await run.wait_done()
+        return json_response(_response_for(run))
+
+    @bp.get("/v1/models")
+    @document_response(ModelList, 200)
+    async def models() -> Response:
+        """The registered producers, as models."""
+        service = current_service()
+        service.auth.owner()
+        cards = [ModelCard(id=name) for name in service.registry.names()]
+        return json_response(ModelList(data=cards))
+
+    return bp
