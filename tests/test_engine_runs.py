@@ -188,6 +188,7 @@ async def test_cancel_swept_across_every_checkpoint(k: int) -> None:
         try:
             for i in range(checkpoints):
                 await ctx.text(str(i))
+                await trio.lowlevel.checkpoint()  # a producer awaiting I/O between events
         finally:
             cleanup.append("ran")
 
@@ -210,6 +211,28 @@ async def test_cancel_swept_across_every_checkpoint(k: int) -> None:
     else:
         assert run.outcome == Completed()
         assert len(texts) == checkpoints
+
+
+@pytest.mark.parametrize("k", [2, 10, 33, 64, 100])
+async def test_a_tight_loop_producer_stops_within_one_yield_of_a_cancel(k: int) -> None:
+    """A producer that never awaits anything but emits: every emit is a cancellation point,
+    and emits yield to the scheduler often enough for the cancel to be delivered."""
+    from engine._context import YIELD_EVERY
+
+    async def tight(ctx: RunContext) -> None:
+        for i in range(1000):
+            await ctx.text(str(i))
+
+    async with open_engine() as engine:
+        run = engine.start_run(tight)
+        while run.log.last_seq < k:
+            await trio.lowlevel.checkpoint()
+        seen = run.log.last_seq
+        assert run.cancel()
+        await run.wait_done()
+    assert_one_terminal(run)
+    assert run.outcome == Cancelled(CancelReason.REQUESTED)
+    assert run.log.last_seq - 1 <= seen + YIELD_EVERY
 
 
 async def test_cancel_is_idempotent_and_a_finished_run_stays_as_it_is() -> None:
