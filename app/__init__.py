@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from ._asgi import Receive, Scope, ScopestreamASGI, Send
+from ._asgi import Receive as _Receive
+from ._asgi import Scope as _Scope
+from ._asgi import ScopestreamASGI as _ScopestreamASGI
+from ._asgi import Send as _Send
 from ._factory import create_app, create_asgi
 from .settings import Settings
 
@@ -14,9 +17,9 @@ class _LazyService:
     use rather than at import, so importing ``app`` reads no settings and starts nothing."""
 
     def __init__(self) -> None:
-        self._asgi: ScopestreamASGI | None = None
+        self._asgi: _ScopestreamASGI | None = None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def __call__(self, scope: _Scope, receive: _Receive, send: _Send) -> None:
         if self._asgi is None:
             self._asgi = create_asgi()
         await self._asgi(scope, receive, send)
