@@ -34,11 +34,14 @@ _KEY = "scopestream"
 class RequestExtension:
     """Per-request transport facts shared with the response body."""
 
-    __slots__ = ("disconnected", "send")
+    __slots__ = ("disconnected", "on_exit", "send")
 
     def __init__(self, send: Send) -> None:
         self.disconnected = trio.Event()
         self.send = send
+        #: Called when the request ends, however it ends (the streaming body registers its
+        #: cleanup here, for a request cancelled before Quart entered the body).
+        self.on_exit: Callable[[], None] | None = None
 
 
 def request_extension(scope: Mapping[str, Any]) -> RequestExtension | None:
@@ -66,7 +69,11 @@ class ScopestreamASGI:
             return message
 
         scope = {**scope, "extensions": {**(scope.get("extensions") or {}), _KEY: ext}}
-        await self.app(scope, watched_receive, send)
+        try:
+            await self.app(scope, watched_receive, send)
+        finally:
+            if ext.on_exit is not None:
+                ext.on_exit()
 
 
 def _on_trio() -> bool:

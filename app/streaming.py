@@ -33,6 +33,8 @@ class ConnectionBody(ResponseBody):
     def __init__(self, connection: Connection, ext: RequestExtension | None) -> None:
         self._connection = connection
         self._ext = ext
+        if ext is not None:
+            ext.on_exit = self.close
 
     async def __aenter__(self) -> ConnectionBody:
         return self
@@ -43,9 +45,18 @@ class ConnectionBody(ResponseBody):
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        if self._ext is not None and self._ext.disconnected.is_set():
-            self._connection.disconnected()
-        self._connection.__exit__(exc_type, exc, tb)
+        self.close()
+
+    def close(self) -> None:
+        """Detach from the run (idempotent). A request that ends before the stream did —
+        including one cancelled before Quart even entered this body — is a client that
+        left, unless the stream was delivered to its end."""
+        connection = self._connection
+        if self._ext is not None and (
+            self._ext.disconnected.is_set() or not connection.finished
+        ):
+            connection.disconnected()
+        connection.__exit__(None, None, None)
 
     def __aiter__(self) -> ConnectionBody:
         return self
