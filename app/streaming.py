@@ -52,9 +52,7 @@ class ConnectionBody(ResponseBody):
         including one cancelled before Quart even entered this body — is a client that
         left, unless the stream was delivered to its end."""
         connection = self._connection
-        if self._ext is not None and (
-            self._ext.disconnected.is_set() or not connection.finished
-        ):
+        if self._ext is not None and (self._ext.disconnected.is_set() or not connection.finished):
             connection.disconnected()
         connection.__exit__(None, None, None)
 

@@ -132,11 +132,12 @@ class Connection:
         missing_from, events = log.read(self._cursor, min(self._buffer, _MAX_CHUNK_EVENTS))
         chunk = self.projection.gap(missing_from, events[0].seq - 1) if missing_from else b""
         self._cursor = events[-1].seq
-        if events[-1].terminal:
+        chunk += self.projection.events(events)
+        if events[-1].terminal or self.projection.done:
             self._finished = True
             self.close_reason = "finished"
         self._last_frame_at = trio.current_time()
-        return chunk + self.projection.events(events)
+        return chunk
 
     async def drain(self) -> bytes:
         """Wait for the run's terminal and return every frame up to and including it.

@@ -202,3 +202,25 @@ async def test_shutdown_grace_bounds_a_producer_that_will_not_stop(
         await trio.sleep(1)
         await engine.aclose()
         assert trio.current_time() == pytest.approx(6, abs=0.01)
+
+
+async def test_a_projection_that_cannot_go_on_ends_the_connection(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The Responses projection cannot number events across a gap: it says so and is done,
+    and the connection ends instead of idling on keepalives until the run ends."""
+    from engine.protocols import ResponsesProjection
+
+    config = EngineConfig(max_log_events=5, connection_buffer=2, keepalive_interval=1)
+    async with open_engine(config) as engine:
+        run = engine.start_run(ticker(1000))
+        await wait_for(lambda: run.log.last_seq > 8)
+        projection = ResponsesProjection(response_id="resp_x", model="m", created_at=0)
+        chunks = []
+        with Connection(run, projection, cursor=0) as conn:
+            while (chunk := await conn.next_chunk()) is not None:
+                chunks.append(chunk)
+        assert not run.status.terminal  # ended long before the run
+        assert projection.done
+        assert b"error" in b"".join(chunks)
+        run.cancel()

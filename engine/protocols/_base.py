@@ -19,6 +19,13 @@ class Projection(Protocol):
     #: Response headers for this protocol (content type included), lower-case names.
     headers: tuple[tuple[bytes, bytes], ...]
 
+    @property
+    def done(self) -> bool:
+        """True once the projection wrote its last frame (a terminal, or an error after
+        which the protocol cannot go on, such as a gap it cannot number across): the
+        connection then ends."""
+        ...
+
     def events(self, batch: Sequence[Event]) -> bytes:
         """Frames for consecutive events of one run, in order; the terminal may be last."""
         ...

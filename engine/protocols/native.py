@@ -22,6 +22,9 @@ def error_body(code: str, message: str, **extra: object) -> bytes:
 
 class NativeProjection:
     headers = SSE_HEADERS
+    #: A native stream never ends on its own: gaps are explicit frames, and the connection
+    #: ends it after the terminal event.
+    done = False
 
     def events(self, batch: Sequence[Event]) -> bytes:
         if len(batch) == 1:
