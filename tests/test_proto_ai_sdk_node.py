@@ -34,14 +34,16 @@ from ._eventlog import (
 NODE_DIR = Path(__file__).parent / "node"
 NODE = shutil.which("node")
 
-pytestmark = [
-    pytest.mark.node,
-    pytest.mark.skipif(NODE is None, reason="node is not installed"),
-    pytest.mark.skipif(
-        not (NODE_DIR / "node_modules").is_dir(),
-        reason="tests/node/node_modules is missing: run `make node-deps`",
-    ),
-]
+pytestmark = pytest.mark.node
+
+
+@pytest.fixture(autouse=True)
+def _node_installed() -> None:
+    # A missing Node or missing packages fail loudly: `make test` installs both, and a
+    # silently skipped client test would prove nothing.
+    assert NODE is not None, "node is not installed"
+    assert (NODE_DIR / "node_modules").is_dir(), "run `make node-deps` (npm ci in tests/node)"
+
 
 EXPECTED_RELEASES = {"ai", "ai5", "ai5-last-strict", "ai6", "ai6-strict", "ai7-strict"}
 
@@ -49,9 +51,14 @@ EXPECTED_RELEASES = {"ai", "ai5", "ai5-last-strict", "ai6", "ai6-strict", "ai7-s
 def validate(raw: bytes, tmp_path: Path) -> dict[str, Any]:
     path = tmp_path / "stream.sse"
     path.write_bytes(raw)
+    return run_validator(str(path))
+
+
+def run_validator(source: str, *options: str) -> dict[str, Any]:
+    """Run tests/node/validate.mjs on a file or URL; its JSON summary."""
     assert NODE is not None
     result = subprocess.run(
-        [NODE, str(NODE_DIR / "validate.mjs"), str(path)],
+        [NODE, str(NODE_DIR / "validate.mjs"), source, *options],
         capture_output=True,
         text=True,
         timeout=120,
