@@ -7,12 +7,13 @@ awaits: the connection calls it with batches of events and writes what it return
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, ClassVar, Protocol
 
-from .._events import Event, Failed
+from .._events import Event, EventType, Failed
+from ._sse import dumps, sse_comment
 
-__all__ = ["Projection"]
+__all__ = ["DispatchingProjection", "Projection", "interaction_comment"]
 
 
 class Projection(Protocol):
@@ -46,3 +47,42 @@ class Projection(Protocol):
         """The run failed before any producer event: the HTTP status and JSON body to answer
         with instead of a stream, or None to stream the failure like any other terminal."""
         ...
+
+
+class DispatchingProjection:
+    """What the stateful projections share: one handler table per class (dispatch is one
+    dict lookup per event), nothing written once ``done``, keepalive as an SSE comment
+    (dropped by every SSE client)."""
+
+    _HANDLERS: ClassVar[Mapping[EventType, Callable[[Any, Event, list[bytes]], None]]] = {}
+    _done: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self._done
+
+    def events(self, batch: Sequence[Event]) -> bytes:
+        out: list[bytes] = []
+        handlers = self._HANDLERS
+        for event in batch:
+            if self._done or not self._admit(event, out):
+                break
+            handler = handlers.get(event.type)
+            if handler is not None:
+                handler(self, event, out)
+        return b"".join(out)
+
+    def _admit(self, event: Event, out: list[bytes]) -> bool:
+        """A hook before each event: False stops the batch (after writing to ``out``)."""
+        return True
+
+    def keepalive(self) -> bytes:
+        return sse_comment("keepalive")
+
+
+def interaction_comment(data: Mapping[str, Any]) -> bytes:
+    """``: interaction_required {json}``: how protocols without an event for "waiting for a
+    human" announce one. Every SSE client drops comments; a person reading the raw stream
+    sees it, and the stream stays visibly alive."""
+    info = {key: data.get(key) for key in ("interaction_id", "prompt", "response_url")}
+    return sse_comment("interaction_required " + dumps(info))

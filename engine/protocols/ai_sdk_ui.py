@@ -47,11 +47,12 @@ throw. This projection only sends keys that every 5.x, 6.x and 7.x release accep
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .._events import Event, EventType, Failed
-from ._sse import SSE_HEADERS, dumps, sse_comment, sse_data
+from ._base import DispatchingProjection
+from ._sse import SSE_HEADERS, dumps, sse_data
 
 __all__ = ["UI_MESSAGE_STREAM_HEADERS", "UIMessageStreamProjection"]
 
@@ -77,7 +78,7 @@ def _tool_input(arguments: Any) -> Any:
     return arguments
 
 
-class UIMessageStreamProjection:
+class UIMessageStreamProjection(DispatchingProjection):
     """Native events → AI SDK UI message stream chunks, for one assistant message."""
 
     headers = UI_MESSAGE_STREAM_HEADERS
@@ -97,27 +98,7 @@ class UIMessageStreamProjection:
         self._interactions: dict[str, dict[str, Any]] = {}
         self._done = False
 
-    @property
-    def done(self) -> bool:
-        """True once the stream's last chunk (``[DONE]``) was produced."""
-        return self._done
-
     # -- Projection ------------------------------------------------------------------
-
-    def events(self, batch: Sequence[Event]) -> bytes:
-        out: list[bytes] = []
-        handlers = self._HANDLERS
-        for event in batch:
-            if self._done:
-                break
-            handler = handlers.get(event.type)
-            if handler is not None:
-                handler(self, event, out)
-        return b"".join(out)
-
-    def keepalive(self) -> bytes:
-        # The SDK's SSE parser (eventsource-parser) drops comment lines.
-        return sse_comment("keepalive")
 
     def gap(self, first: int, last: int) -> bytes:
         # The message goes on (the client assembles whatever follows: parts whose start was

@@ -30,7 +30,7 @@ two endings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import http_status_for
@@ -44,7 +44,8 @@ from .._events import (
     Usage,
     outcome_from_event,
 )
-from ._sse import SSE_HEADERS, dumps, sse_comment, sse_data
+from ._base import DispatchingProjection, interaction_comment
+from ._sse import SSE_HEADERS, dumps, sse_data
 
 __all__ = [
     "ChatCompletionsProjection",
@@ -125,7 +126,7 @@ def _usage_from(data: Mapping[str, Any]) -> Usage:
     return Usage(int(data.get("input_tokens", 0)), int(data.get("output_tokens", 0)))
 
 
-class ChatCompletionsProjection:
+class ChatCompletionsProjection(DispatchingProjection):
     """Native events → OpenAI ``chat.completion.chunk`` SSE frames, for one response.
 
     ``include_usage`` mirrors the request's ``stream_options.include_usage``: every chunk
@@ -160,26 +161,7 @@ class ChatCompletionsProjection:
         #: tool calls for which argument text has been sent.
         self._tool_args_sent: set[str] = set()
 
-    @property
-    def done(self) -> bool:
-        """True once a final frame (terminal, slow-consumer or gap error) was produced."""
-        return self._done
-
     # -- Projection ------------------------------------------------------------------
-
-    def events(self, batch: Sequence[Event]) -> bytes:
-        out: list[bytes] = []
-        handlers = self._HANDLERS
-        for event in batch:
-            if self._done:
-                break
-            handler = handlers.get(event.type)
-            if handler is not None:
-                handler(self, event, out)
-        return b"".join(out)
-
-    def keepalive(self) -> bytes:
-        return sse_comment("keepalive")
 
     def gap(self, first: int, last: int) -> bytes:
         # Chat Completions cannot resume, so content the client never got makes the answer
@@ -287,13 +269,7 @@ class ChatCompletionsProjection:
     def _interaction_required(self, event: Event, out: list[bytes]) -> None:
         # Chat Completions has no event for "waiting for a human". A comment keeps the
         # stream open and visible to anyone reading raw SSE, and every client ignores it.
-        data = event.data
-        info = {
-            "interaction_id": data.get("interaction_id"),
-            "prompt": data.get("prompt"),
-            "response_url": data.get("response_url"),
-        }
-        out.append(sse_comment("interaction_required " + dumps(info)))
+        out.append(interaction_comment(event.data))
 
     def _completed(self, event: Event, out: list[bytes]) -> None:
         self._ensure_started(out)

@@ -66,12 +66,13 @@ this projection also serves, since without ``starting_after`` it writes everythi
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar, Literal
 
 from .._errors import http_status_for
 from .._events import ErrorCode, Event, EventType, Failed, Usage
-from ._sse import SSE_HEADERS, dumps, sse_comment, sse_frame
+from ._base import DispatchingProjection, interaction_comment
+from ._sse import SSE_HEADERS, dumps, sse_frame
 from .openai_chat import arguments_json, openai_error
 
 __all__ = [
@@ -203,7 +204,7 @@ class _Item:
         }
 
 
-class ResponsesProjection:
+class ResponsesProjection(DispatchingProjection):
     """Native events → Responses API stream events, numbered from 0, for one connection.
 
     Feed it the run's log from seq 1. With ``starting_after=N`` it writes only the events
@@ -241,35 +242,21 @@ class ResponsesProjection:
         self._done = False
 
     @property
-    def done(self) -> bool:
-        """True once a final frame (terminal, slow-consumer or gap error) was produced."""
-        return self._done
-
-    @property
     def last_sequence_number(self) -> int:
         """The number a client that received everything so far resumes after (-1: none)."""
         return max(self._seq - 1, self._after)
 
     # -- Projection ------------------------------------------------------------------
 
-    def events(self, batch: Sequence[Event]) -> bytes:
-        out: list[bytes] = []
-        handlers = self._HANDLERS
-        for event in batch:
-            if self._done:
-                break
-            if not self._seen_any:
-                self._seen_any = True
-                if event.seq != 1:
-                    out.append(self._unrecoverable(1, event.seq - 1))
-                    break
-            handler = handlers.get(event.type)
-            if handler is not None:
-                handler(self, event, out)
-        return b"".join(out)
-
-    def keepalive(self) -> bytes:
-        return sse_comment("keepalive")
+    def _admit(self, event: Event, out: list[bytes]) -> bool:
+        # Numbers are a function of the whole log: a log that does not start at seq 1
+        # cannot be numbered, so say so once and stop.
+        if not self._seen_any:
+            self._seen_any = True
+            if event.seq != 1:
+                out.append(self._unrecoverable(1, event.seq - 1))
+                return False
+        return True
 
     def gap(self, first: int, last: int) -> bytes:
         self._seen_any = True
@@ -495,13 +482,7 @@ class ResponsesProjection:
         # Not numbered: it sits between event _seq-1 and _seq, so it belongs to a resumed
         # stream exactly when the next numbered event does.
         if self._seq > self._after:
-            data = event.data
-            info = {
-                "interaction_id": data.get("interaction_id"),
-                "prompt": data.get("prompt"),
-                "response_url": data.get("response_url"),
-            }
-            out.append(sse_comment("interaction_required " + dumps(info)))
+            out.append(interaction_comment(event.data))
 
     def _completed(self, event: Event, out: list[bytes]) -> None:
         self._ensure_started(out)
