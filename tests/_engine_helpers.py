@@ -6,7 +6,7 @@ from typing import Any
 
 import trio
 
-from engine import Connection, Event, Run, RunContext
+from engine import Connection, Event, Producer, Run, RunContext
 from engine.protocols.native import NativeProjection
 
 from ._sse import native_events
@@ -50,3 +50,14 @@ async def forever(ctx: RunContext) -> None:
 
 async def instant(ctx: RunContext) -> None:
     await trio.lowlevel.checkpoint()
+
+
+def ticker(n: int, interval: float = 1.0) -> Producer:
+    """A producer emitting ``t0``, ``t1``, ... ``interval`` seconds apart."""
+
+    async def producer(ctx: RunContext) -> None:
+        for i in range(n):
+            await ctx.text(f"t{i}")
+            await trio.sleep(interval)
+
+    return producer

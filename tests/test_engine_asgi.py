@@ -22,7 +22,7 @@ from engine import (
 from engine.asgi import serve_connection, stream_run
 from engine.protocols.native import NativeProjection
 
-from ._engine_helpers import assert_one_terminal
+from ._engine_helpers import assert_one_terminal, ticker
 from ._sse import native_events
 
 
@@ -47,15 +47,6 @@ class FakeASGI:
     @property
     def body(self) -> bytes:
         return b"".join(m.get("body", b"") for m in self.sent[1:])
-
-
-def ticker(n: int, interval: float = 1.0):  # type: ignore[no-untyped-def]
-    async def producer(ctx: RunContext) -> None:
-        for i in range(n):
-            await ctx.text(f"t{i}")
-            await trio.sleep(interval)
-
-    return producer
 
 
 async def test_attached_stream_completes(autojump_clock: trio.testing.MockClock) -> None:

@@ -20,17 +20,8 @@ from engine import (
 )
 from engine.protocols.native import NativeProjection
 
-from ._engine_helpers import assert_one_terminal, read_all, wait_for
+from ._engine_helpers import assert_one_terminal, read_all, ticker, wait_for
 from ._sse import parse_sse
-
-
-def ticker(n: int, interval: float = 1.0):  # type: ignore[no-untyped-def]
-    async def producer(ctx: RunContext) -> None:
-        for i in range(n):
-            await ctx.text(f"t{i}")
-            await trio.sleep(interval)
-
-    return producer
 
 
 async def test_resume_from_every_cursor_of_a_finished_run() -> None:

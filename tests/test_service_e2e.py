@@ -354,10 +354,8 @@ def test_operator_producer_by_import_path_and_models(server: Server, markers: Pa
 def metric(text: str, name: str) -> float:
     """A sample's value in Prometheus text (0 when absent)."""
     for line in text.splitlines():
-        if (
-            line.startswith(name + " ")
-            or line.startswith(name + "{")
-            and line.split(" ")[0] == name
+        if line.startswith(name + " ") or (
+            line.startswith(name + "{") and line.split(" ")[0] == name
         ):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
