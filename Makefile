@@ -27,8 +27,8 @@ node-deps:
 test: $(STAMP) node-deps lint typecheck pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check engine app tests benchmarks
-	$(BIN)/ruff format --check engine app tests benchmarks
+	$(BIN)/ruff check
+	$(BIN)/ruff format --check
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
