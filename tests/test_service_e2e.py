@@ -288,6 +288,22 @@ def test_cancel_before_the_run_exists(server: Server) -> None:
             "surprise",
         ),
         ("GET", "/v1/runs/run_nope", None, 404, "not_found", None),
+        (
+            "POST",
+            "/v1/runs/run_0123456789abcdef0123456789abcdef/cancel",
+            None,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "POST",
+            "/v1/runs",
+            {"producer": "echo", "client_run_id": "run_0123456789abcdef0123456789abcdef"},
+            400,
+            "invalid_request",
+            "client_run_id",
+        ),
         ("GET", "/v1/runs/run_nope/events", None, 404, "not_found", None),
         ("POST", "/v1/runs/run_nope/interactions/int_x", {"response": 1}, 404, "not_found", None),
         ("GET", "/no/such/route", None, 404, "not_found", None),
@@ -426,8 +442,7 @@ def test_api_keys_scope_runs_to_their_owner(tmp_path: Path) -> None:
             ):
                 response = client.request(method, path, json=payload, headers=bob)
                 assert response.status_code == 404, path
-            # Bob's cancel does not reach Alice's run: it is remembered under Bob's name only.
-            assert client.post(f"/v1/runs/{run_id}/cancel", headers=bob).status_code == 202
+            assert client.post(f"/v1/runs/{run_id}/cancel", headers=bob).status_code == 404
             assert client.get(f"/v1/runs/{run_id}", headers=alice).json()["status"] != "cancelled"
             assert client.get("/healthz").status_code == 200
 

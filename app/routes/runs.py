@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from pydantic import RootModel
@@ -52,6 +53,13 @@ def finished_run(run: Run) -> Response:
     return json_response(run_view(run))
 
 
+_SERVER_RUN_ID = re.compile(r"run_[0-9a-f]{32}")
+
+
+def is_server_run_id(value: str) -> bool:
+    return _SERVER_RUN_ID.fullmatch(value) is not None
+
+
 def runs_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint("runs", __name__)
     # 202 is documented only where it can happen: a paused run answers 202 only when
@@ -68,6 +76,13 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         """Create a run: stream it (SSE), wait for it, or start it in the background."""
         service = current_service()
         owner = service.auth.owner()
+        if data.client_run_id is not None and is_server_run_id(data.client_run_id):
+            raise ApiError(
+                400,
+                "invalid_request",
+                "client_run_id must not look like a server run id (run_ + 32 hex digits).",
+                fields=[{"field": "client_run_id", "message": "reserved form"}],
+            )
         spec = service.producer(data.producer)
         run = service.start(
             spec,
@@ -120,7 +135,12 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         An unknown id is remembered as a ``client_run_id`` for a while (202)."""
         service = current_service()
         wait = bool_param("wait")
-        result = service.engine.cancel(run_id, owner=service.auth.owner())
+        owner = service.auth.owner()
+        if is_server_run_id(run_id):
+            # Only the server makes ids of this form, so an unknown one is not a run that
+            # is about to exist: 404, as for any other route (and for another key's run).
+            service.find(run_id, owner)
+        result = service.engine.cancel(run_id, owner=owner)
         run = result.run
         if run is None:
             return json_response(CancelAnswer(id=run_id, result=result.result), 202)
