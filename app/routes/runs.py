@@ -132,7 +132,8 @@ def runs_blueprint(settings: Settings) -> Blueprint:
     @document_response(CancelAnswer, 202)
     async def cancel_run(run_id: str) -> Response:
         """Cancel a run (idempotent). ``?wait=true`` answers once the terminal is written.
-        An unknown id is remembered as a ``client_run_id`` for a while (202)."""
+        An unknown ``client_run_id`` is remembered for a while (202), so a run created with it
+        soon after starts cancelled; an unknown server run id is a 404."""
         service = current_service()
         wait = bool_param("wait")
         owner = service.auth.owner()
