@@ -10,7 +10,7 @@ from typing import Annotated
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from engine import EngineConfig
+from engine import MIN_CONNECTION_BUFFER, EngineConfig
 
 __all__ = ["Settings"]
 
@@ -24,8 +24,8 @@ class Settings(BaseSettings):
     interactive: bool = Field(True, description="Allow producers to ask a human.")
     interaction_timeout: float = Field(600.0, gt=0)
     log_retention: float = Field(600.0, ge=0, description="Seconds a finished run stays.")
-    max_log_events: int = Field(100_000, ge=16)
-    connection_buffer: int = Field(4096, ge=1)
+    max_log_events: int = Field(100_000, ge=MIN_CONNECTION_BUFFER + 1)
+    connection_buffer: int = Field(4096, ge=MIN_CONNECTION_BUFFER)
     shutdown_grace: float = Field(5.0, ge=0)
     terminal_delivery_timeout: float = Field(2.0, gt=0)
     pending_cancel_ttl: float = Field(60.0, ge=0)

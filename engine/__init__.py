@@ -3,6 +3,8 @@
 Embeddable in any Trio program; knows Trio, not any web framework.
 """
 
+from ._config import MIN_CONNECTION_BUFFER as MIN_CONNECTION_BUFFER
+from ._config import YIELD_EVERY as YIELD_EVERY
 from ._config import DisconnectPolicy as DisconnectPolicy
 from ._config import EngineConfig as EngineConfig
 from ._connections import Connection as Connection
@@ -38,6 +40,8 @@ from ._runs import Producer as Producer
 from ._runs import Run as Run
 
 __all__ = [
+    "MIN_CONNECTION_BUFFER",
+    "YIELD_EVERY",
     "CancelReason",
     "CancelResult",
     "Cancelled",

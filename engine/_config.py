@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["DisconnectPolicy", "EngineConfig"]
+__all__ = ["MIN_CONNECTION_BUFFER", "YIELD_EVERY", "DisconnectPolicy", "EngineConfig"]
+
+#: A producer's emits yield to the scheduler every this many events (see ``_context``).
+YIELD_EVERY = 32
+#: Between two reads of a connection whose write costs one scheduling round, a producer
+#: can run up to three such bursts (Trio runs ready tasks in either order): a smaller
+#: buffer would drop readers that keep up.
+MIN_CONNECTION_BUFFER = 4 * YIELD_EVERY
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +58,8 @@ class EngineConfig:
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0:
             raise ValueError("keepalive_interval must be > 0")
-        if self.connection_buffer < 1:
-            raise ValueError("connection_buffer must be >= 1")
+        if self.connection_buffer < MIN_CONNECTION_BUFFER:
+            raise ValueError(f"connection_buffer must be >= {MIN_CONNECTION_BUFFER}")
         if self.connection_buffer >= self.max_log_events:
             raise ValueError("connection_buffer must be smaller than max_log_events")
         for name in ("run_timeout", "stall_timeout"):

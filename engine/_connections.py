@@ -11,7 +11,8 @@ writer is the only task that produces frames and there is no channel between a t
 a writer (see ``docs/architecture.md``, "why the ticker lives in the writer").
 
 Bounded buffer: a connection may fall at most ``buffer`` events behind while one write is in
-flight. When a write returns and more than that arrived meanwhile, the connection ends with
+flight (events that arrive while it is idle do not count). When a write returns and more than
+that arrived meanwhile, the connection ends with
 a slow-consumer frame carrying its cursor; the client can resume from there. Replaying a
 long log is not lagging: a replay is read in chunks no larger than the buffer.
 """
@@ -122,6 +123,9 @@ class Connection:
                 self._last_frame_at = trio.current_time()
                 self.run._observer.keepalive_sent(self.run)
                 return self.projection.keepalive()
+            # What arrived while this connection was idle is not lag, however large the
+            # producer's burst was.
+            self._seen_last_seq = log.last_seq
         else:
             await trio.lowlevel.checkpoint()
         if log.last_seq - self._seen_last_seq > self._buffer:

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 import trio
 
+from ._config import YIELD_EVERY
 from ._events import EventType
 
 if TYPE_CHECKING:
     from ._runs import Run
 
 __all__ = ["YIELD_EVERY", "RunContext"]
-
-YIELD_EVERY = 32
 
 
 class RunContext:
@@ -40,15 +39,15 @@ class RunContext:
         return self._run.id
 
     async def emit(self, type: EventType, data: Mapping[str, Any]) -> None:
-        """Append one event to the run's log. A cancellation point; yields to the scheduler
-        every :data:`YIELD_EVERY` events."""
+        """Append one event to the run's log. A cancellation point, checked before the
+        append: once a run is cancelled, no event of its producer reaches the log. Yields to
+        the scheduler every :data:`YIELD_EVERY` events."""
+        await trio.lowlevel.checkpoint_if_cancelled()
         self._run._emit(type, data)
         self._unyielded += 1
         if self._unyielded >= YIELD_EVERY:
             self._unyielded = 0
-            await trio.lowlevel.checkpoint()
-        else:
-            await trio.lowlevel.checkpoint_if_cancelled()
+            await trio.lowlevel.cancel_shielded_checkpoint()
 
     async def text(self, delta: str) -> None:
         await self.emit(EventType.TEXT_DELTA, {"text": delta})

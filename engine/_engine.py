@@ -18,7 +18,7 @@ import trio
 from ._config import CANCEL, CONTINUE, DisconnectPolicy, EngineConfig
 from ._errors import EngineClosed, RunConflict, RunNotFound
 from ._events import CancelReason
-from ._observer import EngineObserver
+from ._observer import EngineObserver, guarded
 from ._runs import Producer, Run
 
 __all__ = ["CancelResult", "Engine", "open_engine"]
@@ -242,7 +242,10 @@ async def open_engine(
         # cancels that nursery, not the block that the caller is running in.
         runs_nursery: trio.Nursery = await outer.start(_hold_nursery)
         engine = Engine(
-            runs_nursery, config or EngineConfig(), observer or EngineObserver(), interaction_url
+            runs_nursery,
+            config or EngineConfig(),
+            guarded(observer or EngineObserver()),
+            interaction_url,
         )
         try:
             yield engine

@@ -208,6 +208,7 @@ class Run:
             self._write_terminal()
 
     async def _run_producer(self) -> None:
+        outcome: Outcome | None = None  # stays None when the producer's scope absorbed our cancel
         try:
             with self._producer_scope:
                 if self._state.decided:  # cancelled before it started
@@ -221,10 +222,17 @@ class Run:
                             "The producer returned an unknown finish reason.",
                         )
                     reason = result
-                self._state.decide(Completed(reason, self.usage))
+                outcome = Completed(reason, self.usage)
         except Exception as exc:
             # Includes an ExceptionGroup left after the scope took out its own Cancelleds.
-            self._state.decide(self._failure(exc))
+            outcome = self._failure(exc)
+        if trio.current_effective_deadline() == -math.inf:
+            # The scope holding the run was cancelled from outside while the producer was
+            # unwinding, and its cleanup raised or swallowed the Cancelled: that cause came
+            # first, so the run is a shutdown whatever the cleanup did afterwards.
+            self._state.decide(Cancelled(CancelReason.SHUTDOWN))
+        if outcome is not None:
+            self._state.decide(outcome)
 
     def _failure(self, exc: Exception) -> Failed:
         correlation_id = new_id("err_")
@@ -316,6 +324,9 @@ class Run:
             answer_within if answer_within is not None else self._config.interaction_timeout
         ):
             await interaction._answered.wait()
+        # An answer accepted in the same tick as the deadline wins: answer() already told
+        # its caller yes and emitted interaction.resolved, so the run must go on with it.
+        if interaction.state == "answered":
             return interaction.response
         interaction.state = "expired"
         self._fail(ErrorCode.INTERACTION_TIMEOUT, "Nobody answered the run's question in time.")

@@ -48,7 +48,7 @@ async def serve_connection(
 
     If the calling task is cancelled (server shutdown), the terminal frame is still
     delivered, shielded for at most ``terminal_delivery_timeout`` seconds, before
-    :class:`trio.Cancelled` propagates.
+    :class:`trio.Cancelled` propagates; if the response had not started, it starts then.
     """
     headers = [*connection.projection.headers, *extra_headers]
     with connection:
@@ -64,12 +64,14 @@ async def _write(
     headers: list[tuple[bytes, bytes]],
     early_failure: bool,
 ) -> None:
-    started = False
+    started: bool | None = False  # None: answered with an HTTP error instead of a stream
     try:
         if early_failure:
             failed = await connection.wait_first()
             answer = connection.projection.early_failure(failed) if failed else None
             if answer is not None:
+                connection.close_reason = "finished"
+                started = None  # this response is the JSON error, whatever happens next
                 status, body = answer
                 await send(
                     {
@@ -79,7 +81,6 @@ async def _write(
                     }
                 )
                 await send({"type": "http.response.body", "body": body, "more_body": False})
-                connection.close_reason = "finished"
                 return
         chunk = await connection.next_chunk()
         await send({"type": "http.response.start", "status": 200, "headers": headers})
@@ -89,10 +90,14 @@ async def _write(
             chunk = await connection.next_chunk()
         await send({"type": "http.response.body", "body": b"", "more_body": False})
     except trio.Cancelled:
-        if started and not connection.client_gone and not connection.finished:
+        # Cancelled (the server is shutting down) before or while streaming: the client is
+        # still owed the run's terminal, even if the response has not started yet.
+        if started is not None and not connection.client_gone and not connection.finished:
             timeout = connection.run._config.terminal_delivery_timeout
             with trio.move_on_after(timeout, shield=True):
                 rest = await connection.drain()
+                if not started:
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
                 await send({"type": "http.response.body", "body": rest, "more_body": False})
         raise
 

@@ -22,7 +22,7 @@ from engine import (
 from engine.asgi import serve_connection, stream_run
 from engine.protocols.native import NativeProjection
 
-from ._engine_helpers import assert_one_terminal, ticker
+from ._engine_helpers import assert_one_terminal, forever, ticker
 from ._sse import native_events
 
 
@@ -181,6 +181,28 @@ async def test_server_cancelling_the_request_still_delivers_the_shutdown_termina
     assert events[-1]["data"] == {"reason": "shutdown"}
 
 
+async def test_shutdown_before_the_first_frame_still_answers_with_the_terminal(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The request is cancelled while the response has not started (a quiet producer, no
+    keepalive due yet): the client still gets a 200 stream ending in the shutdown terminal."""
+    asgi = FakeASGI()
+    async with open_engine(EngineConfig(keepalive_interval=60)) as engine:
+        with trio.CancelScope() as request_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    stream_run, engine, forever, asgi.send, asgi.receive, NativeProjection()
+                )
+                await trio.sleep(2.5)
+                assert asgi.sent == []
+                request_scope.cancel(reason="server shutting down")
+    assert asgi.start["status"] == 200
+    events = native_events(asgi.body)
+    assert [e["type"] for e in events] == ["run.started", "run.cancelled"]
+    assert events[-1]["data"] == {"reason": "shutdown"}
+    assert asgi.sent[-1]["more_body"] is False
+
+
 async def test_a_stuck_socket_does_not_stall_the_run(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
@@ -194,7 +216,7 @@ async def test_a_stuck_socket_does_not_stall_the_run(
                 await stuck.wait()
 
     never = FakeASGI()
-    async with open_engine(EngineConfig(connection_buffer=4)) as engine:
+    async with open_engine(EngineConfig(connection_buffer=128)) as engine:
         run = engine.start_run(ticker(20))
         async with trio.open_nursery() as nursery:
             nursery.start_soon(

@@ -8,6 +8,7 @@ import trio
 import trio.testing
 
 from engine import (
+    MIN_CONNECTION_BUFFER,
     Cancelled,
     CancelReason,
     Completed,
@@ -21,7 +22,7 @@ from engine import (
 from engine.protocols.native import NativeProjection
 
 from ._engine_helpers import assert_one_terminal, read_all, ticker, wait_for
-from ._sse import parse_sse
+from ._sse import native_events, parse_sse
 
 
 async def test_resume_from_every_cursor_of_a_finished_run() -> None:
@@ -67,9 +68,9 @@ async def test_keepalive_after_an_interval_without_frames(
 
 
 async def test_a_cursor_older_than_the_log_gets_an_explicit_gap() -> None:
-    config = EngineConfig(max_log_events=5, connection_buffer=2)
+    config = EngineConfig(max_log_events=150, connection_buffer=128)
     async with open_engine(config) as engine:
-        run = engine.start_run(ticker(10, 0))
+        run = engine.start_run(ticker(200, 0))
         await run.wait_done()
         chunks = []
         with Connection(run, NativeProjection(), cursor=0) as conn:
@@ -78,28 +79,28 @@ async def test_a_cursor_older_than_the_log_gets_an_explicit_gap() -> None:
     frames = parse_sse(b"".join(chunks))
     assert frames[0].event == "gap"
     assert frames[0].json() == {"from": 1, "to": run.log.first_seq - 1}
-    assert [int(f.id) for f in frames[1:] if f.id] == list(range(run.log.first_seq, 13))
+    assert [int(f.id) for f in frames[1:] if f.id] == list(range(run.log.first_seq, 203))
 
 
 async def test_a_slow_consumer_never_delays_the_producer_or_other_connections(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    config = EngineConfig(connection_buffer=4, keepalive_interval=1000)
+    config = EngineConfig(connection_buffer=128, keepalive_interval=1000)
     async with open_engine(config) as engine:
-        run = engine.start_run(ticker(20, 1))
+        run = engine.start_run(ticker(300, 1))
         slow_frames: list[bytes] = []
 
         async def slow_reader() -> None:
             with Connection(run, NativeProjection()) as conn:
                 while (chunk := await conn.next_chunk()) is not None:
                     slow_frames.append(chunk)
-                    await trio.sleep(10)  # a write that takes 10 s: the socket is stuck
+                    await trio.sleep(150)  # a write that takes 150 s: the socket is stuck
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(slow_reader)
             fast = await read_all(run)
-        # The producer emitted 20 events a second apart, as if nobody were slow.
-        assert run.terminal_at == pytest.approx(20, abs=0.01)
+        # The producer emitted 300 events a second apart, as if nobody were slow.
+        assert run.terminal_at == pytest.approx(300, abs=0.01)
         assert fast == [e.as_dict() for e in run.log.all()]
     last = parse_sse(slow_frames[-1])[-1]
     assert last.event == "slow_consumer"
@@ -108,6 +109,26 @@ async def test_a_slow_consumer_never_delays_the_producer_or_other_connections(
     resumed = await read_all(run, resume_after)
     assert resumed[0]["seq"] == resume_after + 1
     assert resumed[-1]["type"] == "run.completed"
+
+
+async def test_a_reader_that_keeps_up_is_never_a_slow_consumer() -> None:
+    """With the smallest buffer allowed, a reader whose every write costs a scheduling round,
+    following a producer that emits in a tight loop, receives everything."""
+
+    async def tight(ctx: RunContext) -> None:
+        for i in range(2000):
+            await ctx.text(str(i))
+
+    async with open_engine(EngineConfig(connection_buffer=MIN_CONNECTION_BUFFER)) as engine:
+        run = engine.start_run(tight)
+        chunks = []
+        with Connection(run, NativeProjection()) as conn:
+            while (chunk := await conn.next_chunk()) is not None:
+                chunks.append(chunk)
+                await trio.lowlevel.checkpoint()  # the write
+        events = native_events(b"".join(chunks))
+    assert events == [e.as_dict() for e in run.log.all()]
+    assert events[-1]["type"] == "run.completed"
 
 
 async def test_disconnect_with_cancel_policy_cancels_once_the_last_client_leaves() -> None:
@@ -202,10 +223,10 @@ async def test_a_projection_that_cannot_go_on_ends_the_connection(
     and the connection ends instead of idling on keepalives until the run ends."""
     from engine.protocols import ResponsesProjection
 
-    config = EngineConfig(max_log_events=5, connection_buffer=2, keepalive_interval=1)
+    config = EngineConfig(max_log_events=150, connection_buffer=128, keepalive_interval=1)
     async with open_engine(config) as engine:
-        run = engine.start_run(ticker(1000))
-        await wait_for(lambda: run.log.last_seq > 8)
+        run = engine.start_run(ticker(1000, 0.01))
+        await wait_for(lambda: run.log.last_seq > 160)
         projection = ResponsesProjection(response_id="resp_x", model="m", created_at=0)
         chunks = []
         with Connection(run, projection, cursor=0) as conn:
