@@ -54,6 +54,7 @@ class EngineConfig:
     terminal_delivery_timeout: float = 5.0  # shielded write of a terminal frame
     shutdown_grace: float = 5.0
     pending_cancel_ttl: float = 60.0  # a cancel for a client_run_id not created yet
+    max_pending_cancels: int = 10_000  # beyond this, the oldest remembered cancel is dropped
 
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0:

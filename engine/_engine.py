@@ -53,10 +53,11 @@ class Engine:
         self._interaction_url = interaction_url
         self._runs: dict[str, Run] = {}
         self._aliases: dict[tuple[str | None, str], str] = {}
+        # Remembered cancels -> expiry, in expiry order; and a heap of (expires_at, run_id)
+        # for finished runs. Both are purged lazily on use, so retention needs no background
+        # task and works with any clock.
         self._pending_cancels: dict[tuple[str | None, str], float] = {}
-        # (expires_at, kind, key) for finished runs and remembered cancels: purged lazily on
-        # use, so retention needs no background task and works with any clock.
-        self._expiry: list[tuple[float, int, Any]] = []
+        self._expiry: list[tuple[float, str]] = []
         self._live = 0
         self._idle = trio.lowlevel.ParkingLot()
         self._closing = False
@@ -101,9 +102,18 @@ class Engine:
         its terminal event is still written.
         """
         run = self._new_run(producer, input, producer_name, owner, client_run_id, on_disconnect)
+        body_error: BaseException | None = None
         async with trio.open_nursery() as nursery:
             await nursery.start(run._main)
-            yield run
+            try:
+                yield run
+            except BaseException as exc:
+                # The block's own error ends the run (a shutdown) and then propagates as it
+                # is, not wrapped in an ExceptionGroup by this nursery.
+                body_error = exc
+                nursery.cancel_scope.cancel(reason="the block holding the run raised")
+        if body_error is not None:
+            raise body_error
 
     def _new_run(
         self,
@@ -170,9 +180,13 @@ class Engine:
         try:
             run = self.get(run_id, owner=owner)
         except RunNotFound:
+            # Kept in expiry order (the TTL is constant) and bounded: cancels for ids that
+            # nobody creates cannot grow without limit.
+            self._pending_cancels.pop((owner, run_id), None)
+            if len(self._pending_cancels) >= self.config.max_pending_cancels:
+                del self._pending_cancels[next(iter(self._pending_cancels))]
             expires = trio.current_time() + self.config.pending_cancel_ttl
             self._pending_cancels[(owner, run_id)] = expires
-            heapq.heappush(self._expiry, (expires, 1, (owner, run_id)))
             return CancelResult("remembered", None)
         return CancelResult("cancelled" if run.cancel(reason) else "already_decided", run)
 
@@ -187,21 +201,20 @@ class Engine:
 
     def _run_finished(self, run: Run) -> None:
         self._live -= 1
-        heapq.heappush(self._expiry, (trio.current_time() + self.config.retention, 0, run.id))
+        heapq.heappush(self._expiry, (trio.current_time() + self.config.retention, run.id))
         self._idle.unpark_all()
 
     def _purge(self) -> None:
         now = trio.current_time()
         while self._expiry and self._expiry[0][0] <= now:
-            _, kind, key = heapq.heappop(self._expiry)
-            if kind == 0:
-                run = self._runs.pop(key, None)
-                if run is not None and run.client_run_id is not None:
-                    alias = (run.owner, run.client_run_id)
-                    if self._aliases.get(alias) == run.id:
-                        del self._aliases[alias]
-            elif self._pending_cancels.get(key, math.inf) <= now:
-                del self._pending_cancels[key]
+            run = self._runs.pop(heapq.heappop(self._expiry)[1], None)
+            if run is not None and run.client_run_id is not None:
+                alias = (run.owner, run.client_run_id)
+                if self._aliases.get(alias) == run.id:
+                    del self._aliases[alias]
+        cancels = self._pending_cancels
+        while cancels and (oldest := next(iter(cancels))) and cancels[oldest] <= now:
+            del cancels[oldest]
 
     async def aclose(self, grace: float | None = None) -> None:
         """Shut down: no new runs; every live run is cancelled with reason ``shutdown``;
@@ -247,10 +260,15 @@ async def open_engine(
             guarded(observer or EngineObserver()),
             interaction_url,
         )
+        body_error: BaseException | None = None
         try:
             yield engine
+        except BaseException as exc:
+            body_error = exc  # re-raised as it is below, not wrapped in an ExceptionGroup
         finally:
             await engine.aclose()
+    if body_error is not None:
+        raise body_error
 
 
 async def _hold_nursery(*, task_status: trio.TaskStatus[trio.Nursery]) -> None:

@@ -295,6 +295,20 @@ async def test_a_cancel_before_the_run_exists_is_remembered(
             assert other.outcome == Completed()
 
 
+async def test_remembered_cancels_are_bounded_oldest_first() -> None:
+    async with open_engine(EngineConfig(max_pending_cancels=3)) as engine:
+        for i in range(5):
+            assert engine.cancel(f"c{i}").result == "remembered"
+        outcomes = {}
+        for i in range(5):
+            run = engine.start_run(instant, client_run_id=f"c{i}")
+            await run.wait_done()
+            outcomes[i] = run.outcome
+    # The two oldest were dropped to make room: those runs start normally.
+    assert [outcomes[i] == Completed() for i in range(5)] == [True, True, False, False, False]
+    assert all(outcomes[i] == Cancelled(CancelReason.REQUESTED) for i in (2, 3, 4))
+
+
 async def test_client_run_id_conflicts_only_while_live() -> None:
     async with open_engine() as engine:
         run = engine.start_run(forever, client_run_id="c1")
@@ -552,3 +566,21 @@ async def test_a_broken_observer_hook_is_logged_and_ends_nothing(
 def test_a_connection_buffer_smaller_than_one_producer_burst_is_refused(buffer: int) -> None:
     with pytest.raises(ValueError, match="connection_buffer"):
         EngineConfig(connection_buffer=buffer)
+
+
+async def test_an_error_in_the_engine_block_propagates_unwrapped() -> None:
+    with pytest.raises(KeyError):
+        async with open_engine() as engine:
+            run = engine.start_run(forever)
+            raise KeyError("mine")
+    assert run.outcome == Cancelled(CancelReason.SHUTDOWN)
+
+
+async def test_an_error_in_the_attached_run_block_ends_the_run_and_propagates_unwrapped() -> None:
+    async with open_engine() as engine:
+        with pytest.raises(KeyError):
+            async with engine.open_run(forever) as run:
+                await wait_for(lambda: run.status is RunStatus.RUNNING)
+                raise KeyError("mine")
+        assert_one_terminal(run)
+        assert run.outcome == Cancelled(CancelReason.SHUTDOWN)
