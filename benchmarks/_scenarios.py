@@ -158,17 +158,20 @@ async def latency(
 
     ``streams`` streams emit one stamped event every ``interval_ms``; their starts are spread
     over one interval (or 1 ms apart at least) so they do not tick in lockstep. The window opens
-    one interval after the last stream is up and lasts ``window_s``.
+    one interval after every stream has delivered its first event (stream start-up is not
+    steady state) and lasts ``window_s``.
     """
     interval = interval_ms / 1000
     window = [float("inf"), float("-inf")]
     samples: list[float] = []
+    flowing: set[int] = set()  # id() of the clients that received an event
     req = target.stream_request(
         events=_FOREVER, event_bytes=event_bytes, interval_ms=interval_ms, stamp=True
     )
 
     def on_frame(c: StreamClient, event: bytes, data: bytes, comment: bool) -> None:
         if event == _DELTA or (target.kind == "generic" and not comment):
+            flowing.add(id(c))
             stamp = extract_stamp(data)
             if stamp is not None and window[0] <= stamp <= window[1]:
                 samples.append(c.recv_wall - stamp)
@@ -180,6 +183,11 @@ async def latency(
         for j in range(streams):
             await asyncio.sleep(max(0.0, t0 + j * pace - time.perf_counter()))
             clients.append(await open_stream(target.host, target.port, req, on_frame))
+        give_up = time.perf_counter() + 30
+        while len(flowing) < streams and time.perf_counter() < give_up:
+            if any(c.finished.done() for c in clients):
+                break  # a stream died: measure what is left, and report it as lost
+            await asyncio.sleep(0.01)
         await asyncio.sleep(interval + 0.1)
         now = time.time()
         window[:] = [now, now + window_s]
