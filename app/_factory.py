@@ -2,26 +2,42 @@
 
 from __future__ import annotations
 
+from quart import Response
+from quart.globals import request_ctx
 from quart_schema import QuartSchema
 from quart_trio import QuartTrio
 
 from ._asgi import ScopestreamASGI
+from ._request import JsonRequest
 from .errors import install_error_handlers
 from .logs import configure_logging
+from .openapi_models import ScopestreamOpenAPIProvider
+from .routes._common import no_content
 from .routes.ai_sdk import ai_sdk_blueprint
 from .routes.openai import openai_blueprint
 from .routes.ops import ops_blueprint
 from .routes.runs import runs_blueprint
 from .service import Service, current_service, install_service
-from .settings import Settings
+from .settings import Settings, load_settings
 
 __all__ = ["create_app", "create_asgi"]
 
 
+class ScopestreamApp(QuartTrio):
+    request_class = JsonRequest
+
+    async def make_default_options_response(self) -> Response:
+        """``OPTIONS``: 204 with ``Allow`` (Quart's default is an empty text/html 200)."""
+        methods = request_ctx.url_adapter.allowed_methods()  # type: ignore[union-attr]
+        return no_content({"Allow": ", ".join(sorted(methods))})
+
+
 def create_app(settings: Settings | None = None) -> QuartTrio:
-    settings = settings or Settings()
+    """The app for ``settings`` (default: from the environment). Raises
+    :class:`~app.settings.SettingsError` naming the setting if one is unusable."""
+    settings = settings or load_settings()
     configure_logging(settings.log_level)
-    app = QuartTrio("scopestream")
+    app = ScopestreamApp("scopestream")
     app.config["MAX_CONTENT_LENGTH"] = settings.max_body_bytes
     app.config["RESPONSE_TIMEOUT"] = None  # streams end with their run
     security: dict[str, object] = {}
@@ -33,6 +49,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     QuartSchema(
         app,
         info={"title": "scopestream", "version": "0.1.0"},
+        openapi_provider_class=ScopestreamOpenAPIProvider,
         **security,  # type: ignore[arg-type]
     )
     install_service(app, Service(settings))

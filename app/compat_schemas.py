@@ -3,14 +3,19 @@
 They accept the fields those clients send and ignore the sampling knobs that a producer
 does not use (``temperature``, ``top_p``, ...): ``extra="allow"``. ``model`` names the
 producer; ``metadata`` (string values, as the OpenAI API requires) carries the producer's
-parameters, e.g. ``synthetic``'s ``events``.
+parameters, e.g. ``synthetic``'s ``events``; ``"metadata": null`` is the same as none, as
+in the OpenAI API.
+
+The AI SDK's messages are checked for the shape its releases 5 and later send (``id``,
+``role``, typed ``parts``; text and reasoning parts carry ``text``); what each kind of part
+holds beyond that is kept as sent.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
 
 __all__ = [
     "ChatCompletionRequest",
@@ -19,8 +24,17 @@ __all__ = [
     "ResponsesRequest",
     "StreamOptions",
     "UIChatRequest",
+    "UIMessage",
     "normalize_messages",
 ]
+
+
+def _null_is_empty(value: Any) -> Any:
+    return {} if value is None else value
+
+
+#: ``metadata``: an object, where ``null`` means none.
+Metadata = Annotated[dict[str, str], BeforeValidator(_null_is_empty)]
 
 
 class StreamOptions(BaseModel):
@@ -40,7 +54,7 @@ class ChatCompletionRequest(BaseModel):
     messages: list[ChatMessage] = Field(..., min_length=1)
     stream: bool = False
     stream_options: StreamOptions | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class ResponsesRequest(BaseModel):
@@ -50,7 +64,43 @@ class ResponsesRequest(BaseModel):
     instructions: str | None = None
     stream: bool = False
     background: bool = False
-    metadata: dict[str, str] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class UIPart(BaseModel):
+    """A part of a UI message: ``step-start``, ``tool-<name>``, ``data-<name>``, ``file``,
+    ``source-url``, ...; its other fields are kept as sent."""
+
+    model_config = ConfigDict(extra="allow")
+    type: str = Field(..., min_length=1)
+
+
+class UITextPart(UIPart):
+    """A ``text`` or ``reasoning`` part."""
+
+    type: Literal["text", "reasoning"]
+    text: str
+
+
+def _part_kind(value: Any) -> str:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return "UITextPart" if kind in ("text", "reasoning") else "UIPart"
+
+
+# The tags are class names, which error locations leave out (app.errors.validation_fields):
+# a text part without text is "messages.0.parts.0.text".
+_Part = Annotated[
+    Annotated[UITextPart, Tag("UITextPart")] | Annotated[UIPart, Tag("UIPart")],
+    Discriminator(_part_kind),
+]
+
+
+class UIMessage(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str
+    role: Literal["system", "user", "assistant"]
+    parts: list[_Part]
+    metadata: Any = None
 
 
 class UIChatRequest(BaseModel):
@@ -59,11 +109,13 @@ class UIChatRequest(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     id: str = Field(..., min_length=1, max_length=200, description="The chat id.")
-    messages: list[dict[str, Any]] = Field(default_factory=list)
+    messages: list[UIMessage] = Field(default_factory=list)
     trigger: str | None = None
     messageId: str | None = None
     producer: str | None = None
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Annotated[dict[str, Any], BeforeValidator(_null_is_empty)] = Field(
+        default_factory=dict
+    )
     on_disconnect: Literal["cancel", "continue"] | None = None
 
 
@@ -95,11 +147,14 @@ def _text_of(content: Any) -> str:
 
 
 def normalize_messages(items: Any) -> list[dict[str, str]]:
-    """Chat messages, Responses input items or AI SDK UI messages as ``{role, content}``."""
+    """Chat messages, Responses input items or AI SDK UI messages (dicts or the models
+    above) as ``{role, content}``."""
     if isinstance(items, str):
         return [{"role": "user", "content": items}]
     out: list[dict[str, str]] = []
     for item in items or []:
+        if isinstance(item, BaseModel):
+            item = item.model_dump(exclude_unset=True)
         if not isinstance(item, dict) or "role" not in item:
             continue
         content = item.get("content") if "parts" not in item else item.get("parts")

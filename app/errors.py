@@ -43,21 +43,53 @@ def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
     )
 
 
+#: The names pydantic gives union members of these types in an error's location.
+_SCALAR_TAGS = frozenset(
+    {
+        "any",
+        "bool",
+        "bytes",
+        "complex",
+        "date",
+        "datetime",
+        "decimal",
+        "float",
+        "int",
+        "none",
+        "str",
+        "time",
+        "timedelta",
+        "uuid",
+    }
+)
+#: Errors whose location ends with a key the client sent, whatever it looks like.
+_KEY_ERRORS = frozenset({"extra_forbidden", "missing"})
+
+
+def _union_tag(part: str) -> bool:
+    """Whether a location step is pydantic's name for a union member rather than a field:
+    a type (``str``, ``list[dict[str,any]]``, ``function-after[...]``, ``literal['a','b']``)
+    or a model or enum class (``GracePolicy``)."""
+    return part in _SCALAR_TAGS or "[" in part or part[:1].isupper()
+
+
 def validation_fields(
     exc: ValidationError, prefix: tuple[str | int, ...] = ()
 ) -> list[dict[str, str]]:
     """The fields a pydantic error names, as ``{"field": "input.events", "message": ...}``.
 
-    Pydantic adds a step per union member tried (``literal['a','b']``, ``GracePolicy``);
-    those are not fields, so they are dropped and the messages merged per field.
+    Pydantic adds a step per union member tried (``input.str``, ``on_disconnect.GracePolicy``);
+    those are not fields, so they are dropped and the messages merged per field. The last
+    step of an unknown or missing field is the client's own key and always kept.
     """
     merged: dict[str, list[str]] = {}
     for err in exc.errors():
-        path = [
-            str(part)
-            for part in (*prefix, *err["loc"])
-            if isinstance(part, int) or not (part[:1].isupper() or "[" in part)
-        ]
+        loc = err["loc"]
+        keep_last = err["type"] in _KEY_ERRORS
+        path = [str(part) for part in prefix]
+        for i, part in enumerate(loc):
+            if isinstance(part, int) or (keep_last and i == len(loc) - 1) or not _union_tag(part):
+                path.append(str(part))
         merged.setdefault(".".join(path) or "body", []).append(err["msg"])
     return [{"field": field, "message": "; ".join(msgs)} for field, msgs in merged.items()]
 

@@ -10,7 +10,16 @@ import time
 
 __all__ = ["configure_logging"]
 
-_FIELDS = ("event", "run_id", "producer", "correlation_id", "code", "reason", "owner")
+_FIELDS = (
+    "event",
+    "run_id",
+    "producer",
+    "interaction_id",
+    "correlation_id",
+    "code",
+    "reason",
+    "owner",
+)
 
 
 class JsonFormatter(logging.Formatter):

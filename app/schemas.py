@@ -14,6 +14,7 @@ __all__ = [
     "ErrorBody",
     "ErrorDetail",
     "ExecutionAccepted",
+    "FieldError",
     "InteractionAnswer",
     "InteractionRef",
     "RunLinks",
@@ -56,10 +57,22 @@ class CreateRun(BaseModel):
         return DisconnectPolicy("continue" if self.background else "cancel")
 
 
+class FieldError(BaseModel):
+    field: str = Field(..., description='The field or parameter, dotted: "input.events".')
+    message: str
+
+
 class ErrorDetail(BaseModel):
     code: str
     message: str
-    correlation_id: str | None = None
+    correlation_id: str | None = Field(
+        None, description="On a 500 or a failed run: finds the traceback in the server log."
+    )
+    fields: list[FieldError] | None = Field(
+        None,
+        description="On a validation error: each invalid field or parameter and why.",
+        exclude_if=lambda value: value is None,  # a run's outcome never carries it
+    )
 
 
 class ErrorBody(BaseModel):

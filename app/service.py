@@ -33,7 +33,7 @@ from .errors import ApiError, validation_fields
 from .metrics import Metrics
 from .producers import ProducerRegistry, ProducerSpec, echo, synthetic
 from .schemas import ErrorDetail, InteractionRef, RunLinks, RunOutcome, RunView
-from .settings import Settings
+from .settings import ENV_PREFIX, Settings, SettingsError
 
 __all__ = ["Service", "current_service"]
 
@@ -44,7 +44,11 @@ logger = logging.getLogger("scopestream.app")
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.registry = ProducerRegistry.from_paths([echo, synthetic], settings.producers)
+        settings.engine_config()  # a SettingsError now rather than when the engine opens
+        try:
+            self.registry = ProducerRegistry.from_paths([echo, synthetic], settings.producers)
+        except ValueError as exc:
+            raise SettingsError(f"Invalid setting {ENV_PREFIX}PRODUCERS: {exc}.") from None
         self.auth = Auth(settings.api_keys)
         self.metrics = Metrics()
         self._engine: Engine | None = None

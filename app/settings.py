@@ -5,18 +5,28 @@ Every setting is documented in ``docs/deployment.md``; keep the two in step.
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic_settings import SettingsError as SourceError
 
 from engine import MIN_CONNECTION_BUFFER, EngineConfig
 
-__all__ = ["Settings"]
+__all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
+
+ENV_PREFIX = "SCOPESTREAM_"
+
+
+class SettingsError(ValueError):
+    """A setting the service cannot start with. The message names the environment variable
+    (``SCOPESTREAM_...``) and what is wrong with its value, never the value itself (it may
+    be a key)."""
 
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="SCOPESTREAM_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore")
 
     keepalive_interval: float = Field(15.0, gt=0, description="Seconds without a frame.")
     run_timeout: float | None = Field(None, gt=0, description="Run deadline, seconds.")
@@ -29,6 +39,7 @@ class Settings(BaseSettings):
     shutdown_grace: float = Field(5.0, ge=0)
     terminal_delivery_timeout: float = Field(2.0, gt=0)
     pending_cancel_ttl: float = Field(60.0, ge=0)
+    max_pending_cancels: int = Field(10_000, ge=1)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     producers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     max_body_bytes: int = Field(1_048_576, ge=1024)
@@ -39,6 +50,13 @@ class Settings(BaseSettings):
     def _split_keys(cls, value: object) -> object:
         if isinstance(value, str):
             return [key.strip() for key in value.split(",") if key.strip()]
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        if not isinstance(logging.getLevelName(value.upper()), int):
+            raise ValueError("expected DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return value
 
     @field_validator("producers", mode="before")
@@ -56,6 +74,18 @@ class Settings(BaseSettings):
         return out
 
     def engine_config(self) -> EngineConfig:
+        """The engine's configuration; :class:`SettingsError` if the engine refuses it."""
+        try:
+            return self._engine_config()
+        except ValueError as exc:
+            # EngineConfig's messages begin with its field's name, which is the setting's
+            # name but for ``retention``.
+            name = str(exc).split(" ", 1)[0]
+            name = {"retention": "log_retention"}.get(name, name)
+            variable = ENV_PREFIX + name.upper() if name in type(self).model_fields else "settings"
+            raise SettingsError(f"Invalid setting {variable}: {exc}.") from None
+
+    def _engine_config(self) -> EngineConfig:
         return EngineConfig(
             keepalive_interval=self.keepalive_interval,
             run_timeout=self.run_timeout,
@@ -68,4 +98,23 @@ class Settings(BaseSettings):
             terminal_delivery_timeout=self.terminal_delivery_timeout,
             shutdown_grace=self.shutdown_grace,
             pending_cancel_ttl=self.pending_cancel_ttl,
+            max_pending_cancels=self.max_pending_cancels,
         )
+
+
+def load_settings() -> Settings:
+    """The settings from the environment, or :class:`SettingsError` naming every variable
+    whose value is unusable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            name = str(error["loc"][0]) if error["loc"] else ""
+            variable = ENV_PREFIX + name.upper() if name else "settings"
+            problems.append(f"{variable}: {error['msg']}")
+        raise SettingsError("Invalid setting " + "; ".join(problems) + ".") from None
+    except SourceError as exc:
+        raise SettingsError(f"Invalid setting: {exc}.") from None
+    settings.engine_config()  # raises SettingsError if the engine would refuse it
+    return settings

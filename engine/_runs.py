@@ -320,6 +320,14 @@ class Run:
             EventType.INTERACTION_REQUIRED,
             {"interaction_id": interaction.id, "prompt": prompt, "response_url": url},
         )
+        logger.info(
+            "run awaiting input",
+            extra={
+                "event": "run.awaiting_input",
+                "run_id": self.id,
+                "interaction_id": interaction.id,
+            },
+        )
         with trio.move_on_after(
             answer_within if answer_within is not None else self._config.interaction_timeout
         ):

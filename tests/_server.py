@@ -42,6 +42,32 @@ class Server:
         return self.log_path.read_text(errors="replace")
 
 
+def start_expecting_exit(
+    env: Mapping[str, str] | None = None, *, worker: str = "trio", timeout: float = 20
+) -> subprocess.CompletedProcess[str]:
+    """Start ``hypercorn -k <worker> app:serve`` as a service that should refuse to start:
+    wait for it to exit (killing its process group if it has not within ``timeout``) and
+    return its exit status and output (stdout and stderr together, as ``stdout``)."""
+    full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
+    args = [HYPERCORN, "-k", worker, "--bind", f"127.0.0.1:{free_port()}", "app:serve"]
+    process = subprocess.Popen(
+        args,
+        cwd=ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, _ = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        out, _ = process.communicate()
+        raise AssertionError(f"the server did not exit within {timeout} s:\n{out}") from None
+    return subprocess.CompletedProcess(args, process.returncode, out, "")
+
+
 @contextmanager
 def run_server(
     tmp_path: Path, env: Mapping[str, str] | None = None, *, graceful_timeout: float = 3

@@ -112,3 +112,34 @@ def test_resume_streams_the_active_message_from_its_start(server: Server) -> Non
     assert original.raw.endswith(b"data: [DONE]\n\n")
     # Once the message is finished, nothing is active any more.
     assert httpx.get(server.url + "/api/chat/chat-resume/stream").status_code == 204
+
+
+def test_the_messages_each_release_assembled_are_accepted_back(server: Server) -> None:
+    # useChat sends the conversation so far with every new message: the assistant messages
+    # in it are what readUIMessageStream assembled from this server's streams.
+    summaries = [
+        post_chat(server, "chat-history-1"),
+        post_chat(
+            server,
+            "chat-history-2",
+            producer="synthetic",
+            metadata={"events": 2, "event_bytes": 3, "fail_at": 2, "fail_code": "upstream_error"},
+        ),
+    ]
+    for summary in summaries:
+        for alias, result in summary["versions"].items():
+            assistant = result["message"]
+            assert assistant["role"] == "assistant" and assistant["parts"], alias
+            body = {
+                "id": f"chat-history-{alias}",
+                "messages": [
+                    ui_message("hello from the ai sdk"),
+                    assistant,
+                    {**ui_message("and again"), "id": "m2"},
+                ],
+                "trigger": "submit-message",
+                "messageId": None,
+            }
+            response = httpx.post(server.url + "/api/chat", json=body, timeout=20)
+            assert response.status_code == 200, (alias, response.text)
+            assert response.text.endswith("data: [DONE]\n\n")

@@ -239,3 +239,117 @@ def test_openapi_without_interactive_mode(tmp_path_factory: pytest.TempPathFacto
         )
         assert response.status_code == 501
         assert response.json()["error"]["code"] == "interaction_not_supported"
+
+
+def test_null_metadata_is_no_metadata(server: Server) -> None:
+    for path, body in (
+        ("/v1/chat/completions", {"model": "echo", "messages": user("null is fine")}),
+        ("/v1/responses", {"model": "echo", "input": "null is fine"}),
+    ):
+        response = httpx.post(server.url + path, json={**body, "metadata": None}, timeout=20)
+        assert response.status_code == 200, (path, response.text)
+        assert "null is fine" in response.text
+
+
+def test_unknown_response_ids_speak_of_a_response(client: openai.OpenAI, server: Server) -> None:
+    for response_id in ("resp_0123456789abcdef0123456789abcdef", "resp_nope", "run_nope"):
+        for method, path in (
+            ("GET", f"/v1/responses/{response_id}"),
+            ("GET", f"/v1/responses/{response_id}?stream=true"),
+            ("POST", f"/v1/responses/{response_id}/cancel"),
+        ):
+            response = httpx.request(method, server.url + path, timeout=20)
+            assert response.status_code == 404, path
+            error = response.json()["error"]
+            assert error["code"] == "not_found"
+            assert error["message"] == f"No response {response_id!r}.", path
+    with pytest.raises(openai.NotFoundError):
+        client.responses.retrieve("resp_0123456789abcdef0123456789abcdef")
+
+
+def test_starting_after_past_the_end_is_a_400(client: openai.OpenAI, server: Server) -> None:
+    finished = client.responses.create(model="synthetic", input="x", metadata={"events": "2"})
+    events = list(client.responses.retrieve(finished.id, stream=True))
+    last = events[-1].sequence_number
+    for cursor in (last + 1, 100):
+        response = httpx.get(
+            f"{server.url}/v1/responses/{finished.id}?stream=true&starting_after={cursor}",
+            timeout=20,
+        )
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert [f["field"] for f in error["fields"]] == ["starting_after"]
+        assert error["last_sequence_number"] == last
+    # At the end exactly: nothing more, and not an error.
+    assert list(client.responses.retrieve(finished.id, stream=True, starting_after=last)) == []
+    # A live response: up to the last event so far is fine, beyond it is not.
+    live = client.responses.create(
+        model="synthetic", input="x", background=True, metadata={"events": "2", "ask_at": "1"}
+    )
+    run_id = "run_" + live.id.removeprefix("resp_")
+    deadline = time.monotonic() + 10
+    while httpx.get(f"{server.url}/v1/runs/{run_id}").json()["status"] != "awaiting_input":
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    so_far = httpx.get(f"{server.url}/v1/responses/{live.id}?stream=true&starting_after=100")
+    assert so_far.status_code == 400
+    live_last = so_far.json()["error"]["last_sequence_number"]
+    assert live_last >= 1  # response.created, response.in_progress at least
+    with httpx.stream(
+        "GET", f"{server.url}/v1/responses/{live.id}?stream=true&starting_after={live_last}"
+    ) as stream:
+        assert stream.status_code == 200
+    httpx.post(f"{server.url}/v1/runs/{run_id}/cancel", timeout=20)
+
+
+def test_api_keys_scope_responses_and_chats(tmp_path_factory: pytest.TempPathFactory) -> None:
+    env = {"SCOPESTREAM_API_KEYS": "key-alice,key-bob"}
+    with run_server(tmp_path_factory.mktemp("keys"), env) as keyed:
+        alice = openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-alice", max_retries=0)
+        bob = openai.OpenAI(base_url=keyed.url + "/v1", api_key="key-bob", max_retries=0)
+        with alice, bob:
+            created = alice.responses.create(
+                model="synthetic",
+                input="x",
+                background=True,
+                metadata={"events": "2", "ask_at": "1"},
+            )
+            for call in (
+                lambda: bob.responses.retrieve(created.id),
+                lambda: bob.responses.retrieve(created.id, stream=True),
+                lambda: bob.responses.cancel(created.id),
+            ):
+                with pytest.raises(openai.NotFoundError) as caught:
+                    call()
+                assert caught.value.status_code == 404
+                assert caught.value.body["code"] == "not_found"  # type: ignore[index]
+            assert alice.responses.retrieve(created.id).status != "cancelled"
+            with pytest.raises(openai.AuthenticationError):
+                openai.OpenAI(
+                    base_url=keyed.url + "/v1", api_key="key-mallory", max_retries=0
+                ).responses.retrieve(created.id)
+            assert alice.responses.cancel(created.id).status == "cancelled"
+        # A chat belongs to its key too: another key's same chat id is another chat.
+        alice_h = {"Authorization": "Bearer key-alice"}
+        bob_h = {"Authorization": "Bearer key-bob"}
+        chat = {
+            "id": "shared-chat-id",
+            "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "x"}]}],
+            "producer": "synthetic",
+            "metadata": {"events": 2, "ask_at": 1},
+            "on_disconnect": "continue",
+        }
+        with httpx.Client(base_url=keyed.url, timeout=20) as http:
+            with http.stream("POST", "/api/chat", json=chat, headers=alice_h) as first:
+                assert first.status_code == 200
+                alice_run = first.headers["x-run-id"]
+            assert http.get("/api/chat/shared-chat-id/stream", headers=bob_h).status_code == 204
+            assert http.get(f"/v1/runs/{alice_run}", headers=bob_h).status_code == 404
+            with http.stream("POST", "/api/chat", json=chat, headers=bob_h) as second:
+                assert second.status_code == 200
+                assert second.headers["x-run-id"] != alice_run
+            view = http.get(f"/v1/runs/{alice_run}", headers=alice_h).json()
+            assert view["status"] == "awaiting_input"  # bob's message did not cancel it
+            assert http.post("/api/chat", json=chat).status_code == 401
+            http.post(f"/v1/runs/{alice_run}/cancel", headers=alice_h)

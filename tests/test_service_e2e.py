@@ -484,8 +484,309 @@ def test_interactive_off_fails_and_openapi_has_no_202(tmp_path: Path) -> None:
 def test_openapi_documents_execution_accepted_when_interactive(server: Server) -> None:
     with server.client() as client:
         spec = client.get("/openapi.json").json()
-    post_runs = spec["paths"]["/v1/runs"]["post"]["responses"]
-    assert "ExecutionAccepted" in json.dumps(post_runs["202"]) or "ExecutionAccepted" in json.dumps(
-        spec.get("components", {})
-    )
-    assert "CreateRun" in json.dumps(spec)
+    post_runs = spec["paths"]["/v1/runs"]["post"]
+    # 202 is a background run's RunView or a paused run's ExecutionAccepted, nothing else.
+    accepted = post_runs["responses"]["202"]["content"]["application/json"]["schema"]
+    assert accepted["anyOf"] == [
+        {"$ref": "#/components/schemas/RunView"},
+        {"$ref": "#/components/schemas/ExecutionAccepted"},
+    ]
+    execution = spec["components"]["schemas"]["ExecutionAccepted"]
+    assert set(execution["required"]) == {
+        "execution_id",
+        "interaction",
+        "status_url",
+        "response_url",
+    }
+    assert execution["properties"]["status"]["const"] == "awaiting_input"
+    assert post_runs["requestBody"]["content"]["application/json"]["schema"]["title"] == "CreateRun"
+
+
+# -- request bodies -------------------------------------------------------------------------
+
+JSON_ROUTES = ["/v1/runs", "/v1/chat/completions", "/v1/responses", "/api/chat"]
+
+
+@pytest.mark.parametrize("path", JSON_ROUTES)
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        (b'{"producer":"echo","model":"echo","id":"c","input":"\xff"}', "UTF-8"),
+        # Under the module server's body limit (64 KiB), far over the recursion limit.
+        (b"[" * 60_000, "nested"),
+        (b'{"a":' * 12_000, "nested"),
+        # Parses, but deeper than any request needs (and than pydantic serializes).
+        (
+            b'{"producer":"synthetic","model":"synthetic","id":"c","input":{"messages":'
+            + b"[" * 300
+            + b"]" * 300
+            + b"}}",
+            "nested",
+        ),
+        (b"{not json", "not valid JSON"),
+    ],
+    ids=["not-utf8", "deep-arrays", "deep-objects", "deep-but-complete", "not-json"],
+)
+def test_undecodable_body_is_a_400_naming_the_body(
+    server: Server, path: str, content: bytes, says: str
+) -> None:
+    with server.client() as client:
+        response = client.post(path, content=content, headers={"content-type": "application/json"})
+        assert response.status_code == 400
+        assert response.headers["content-type"] == "application/json"
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert says in error["message"]
+        assert [f["field"] for f in error["fields"]] == ["body"]
+        assert client.get("/healthz").status_code == 200
+
+
+@pytest.mark.parametrize("path", [*JSON_ROUTES, "/v1/runs/run_nope/interactions/int_x"])
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_a_body_that_is_not_json_typed_is_a_415(
+    server: Server, path: str, content_type: str | None
+) -> None:
+    headers = {"content-type": content_type} if content_type else {}
+    with server.client() as client:
+        response = client.post(path, content=b'{"producer": "echo"}', headers=headers)
+    assert response.status_code == 415
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "unsupported_media_type"
+    assert "application/json" in error["message"]
+
+
+def test_json_with_a_charset_or_a_suffix_type_is_accepted(server: Server) -> None:
+    body = json.dumps({"producer": "echo", "input": {"text": "héllo wörld"}}).encode()
+    with server.client() as client:
+        for content_type in ("application/json; charset=utf-8", "application/vnd.api+json"):
+            response = client.post("/v1/runs", content=body, headers={"content-type": content_type})
+            assert response.status_code == 200, content_type
+            assert response.json()["status"] == "completed"
+
+
+# -- validation errors name the real field --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "fields"),
+    [
+        (
+            "/v1/chat/completions",
+            {"model": "echo", "messages": [{"role": "user", "content": 5}]},
+            ["messages.0.content"],
+        ),
+        ("/v1/responses", {"model": "echo", "input": 5}, ["input"]),
+        ("/v1/runs", {"producer": "echo", "on_disconnect": 5}, ["on_disconnect"]),
+        ("/v1/runs", {"producer": "synthetic", "input": {"evnets": 3}}, ["input.evnets"]),
+        ("/v1/runs", {"producer": "echo", "input": {"txet": "hi"}}, ["input.txet"]),
+        (
+            "/v1/runs",
+            {"producer": "synthetic", "input": {"events": "many", "Evnets": 1}},
+            ["input.events", "input.Evnets"],
+        ),
+        (
+            "/v1/chat/completions",
+            {"model": "synthetic", "messages": [{"role": "user"}], "metadata": {"evnets": "3"}},
+            ["metadata.evnets"],
+        ),
+    ],
+)
+def test_validation_errors_name_the_real_field(
+    server: Server, path: str, body: Any, fields: list[str]
+) -> None:
+    with server.client() as client:
+        response = client.post(path, json=body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert sorted(f["field"] for f in error["fields"]) == sorted(fields)
+
+
+# -- /api/chat request shape ----------------------------------------------------------------
+
+
+def ui_text(text: str, *, role: str = "user", id: str = "m1") -> dict[str, Any]:
+    return {"id": id, "role": role, "parts": [{"type": "text", "text": text}]}
+
+
+@pytest.mark.parametrize(
+    ("messages", "field"),
+    [
+        ([5], "messages.0"),
+        ([{"role": "user", "parts": [{"type": "text", "text": "x"}]}], "messages.0.id"),
+        ([{**ui_text("x"), "role": "robot"}], "messages.0.role"),
+        ([{"id": "m1", "role": "user"}], "messages.0.parts"),
+        ([{**ui_text("x"), "parts": "hello"}], "messages.0.parts"),
+        ([{**ui_text("x"), "parts": ["hello"]}], "messages.0.parts.0"),
+        ([{**ui_text("x"), "parts": [{"text": "x"}]}], "messages.0.parts.0.type"),
+        ([{**ui_text("x"), "parts": [{"type": 3}]}], "messages.0.parts.0.type"),
+        ([{**ui_text("x"), "parts": [{"type": "text", "text": 3}]}], "messages.0.parts.0.text"),
+        ([{**ui_text("x"), "parts": [{"type": "text"}]}], "messages.0.parts.0.text"),
+        ([ui_text("a"), {**ui_text("b"), "id": 7}], "messages.1.id"),
+    ],
+)
+def test_chat_messages_are_validated(server: Server, messages: Any, field: str) -> None:
+    with server.client() as client:
+        response = client.post("/api/chat", json={"id": "chat-bad", "messages": messages})
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "invalid_request"
+    assert [f["field"] for f in error["fields"]] == [field]
+
+
+def test_chat_accepts_what_the_ai_sdk_sends(server: Server) -> None:
+    # A conversation as useChat posts it on the second turn: the assistant's earlier
+    # message carries every kind of part the UI message stream produces.
+    history = [
+        {"id": "sys", "role": "system", "parts": [{"type": "text", "text": "be brief"}]},
+        {**ui_text("first question"), "metadata": {"sent_at": 1}},
+        {
+            "id": "msg_1",
+            "role": "assistant",
+            "metadata": None,
+            "parts": [
+                {"type": "step-start"},
+                {"type": "reasoning", "text": "thinking", "state": "done"},
+                {"type": "text", "text": "an answer", "state": "done"},
+                {
+                    "type": "tool-lookup",
+                    "toolCallId": "call_1",
+                    "state": "output-available",
+                    "input": {"q": "x"},
+                    "output": {"hits": [1, 2]},
+                },
+                {"type": "data-interaction", "id": "int_1", "data": {"prompt": "ok?"}},
+                {"type": "source-url", "sourceId": "s1", "url": "https://example.com/"},
+                {"type": "file", "mediaType": "text/plain", "url": "data:,hi"},
+            ],
+        },
+        ui_text("the second question", id="m2"),
+    ]
+    body = {
+        "id": "chat-sdk-shape",
+        "messages": history,
+        "trigger": "submit-message",
+        "messageId": None,
+    }
+    with server.client() as client:
+        response = client.post("/api/chat", json=body)
+    assert response.status_code == 200
+    assert response.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    deltas = [f.json()["delta"] for f in parse_sse(response.content) if '"text-delta"' in f.data]
+    assert "".join(deltas) == "the second question"
+
+
+def test_chat_id_shaped_like_a_run_id_is_refused(server: Server) -> None:
+    with server.client() as client:
+        other = client.post(
+            "/v1/runs",
+            json={"producer": "synthetic", "input": {"events": 2, "ask_at": 1}, "background": True},
+        ).json()
+        response = client.post(
+            "/api/chat", json={"id": other["id"], "messages": [ui_text("take it over")]}
+        )
+        assert response.status_code == 400
+        error = response.json()["error"]
+        assert error["code"] == "invalid_request"
+        assert [f["field"] for f in error["fields"]] == ["id"]
+        # The run it named was left alone.
+        assert client.get(f"/v1/runs/{other['id']}").json()["status"] != "cancelled"
+        assert client.get(f"/api/chat/{other['id']}/stream").status_code == 204
+        client.post(f"/v1/runs/{other['id']}/cancel")
+
+
+# -- resume cursors -------------------------------------------------------------------------
+
+
+def test_a_cursor_past_the_end_of_a_finished_run_is_a_400(server: Server) -> None:
+    with server.client() as client:
+        run = client.post("/v1/runs", json={"producer": "synthetic", "input": {"events": 2}})
+        run_id, last = run.json()["id"], run.json()["last_seq"]
+        assert last == 5
+        for cursor, by_header in ((100, False), (last + 1, False), (100, True)):
+            if by_header:
+                response = client.get(
+                    f"/v1/runs/{run_id}/events", headers={"Last-Event-ID": str(cursor)}
+                )
+            else:
+                response = client.get(f"/v1/runs/{run_id}/events?after={cursor}")
+            assert response.status_code == 400
+            error = response.json()["error"]
+            assert error["code"] == "invalid_request"
+            name = "Last-Event-ID" if by_header else "after"
+            assert [f["field"] for f in error["fields"]] == [name]
+            assert error["last_seq"] == last
+            assert f"{last}" in error["message"]
+        # At the end exactly: nothing more to send, and that is not an error.
+        response = client.get(f"/v1/runs/{run_id}/events?after={last}")
+        assert response.status_code == 200 and response.text == ""
+
+
+def test_a_cursor_past_the_end_of_a_live_run_is_a_400(server: Server) -> None:
+    with server.client() as client:
+        body = {"producer": "synthetic", "input": {"events": 2, "ask_at": 1}, "background": True}
+        run_id = client.post("/v1/runs", json=body).json()["id"]
+        deadline = time.monotonic() + 10
+        view = client.get(f"/v1/runs/{run_id}").json()
+        while view["status"] != "awaiting_input" and time.monotonic() < deadline:
+            time.sleep(0.02)
+            view = client.get(f"/v1/runs/{run_id}").json()
+        last = view["last_seq"]
+        beyond = client.get(f"/v1/runs/{run_id}/events?after={last + 1}")
+        assert beyond.status_code == 400
+        assert beyond.json()["error"]["fields"][0]["field"] == "after"
+        assert beyond.json()["error"]["last_seq"] == last
+    # At the live end: the stream waits there for what comes next.
+    stream = RawStream(server.port, "GET", f"/v1/runs/{run_id}/events?after={last}")
+    assert stream.status == 200
+    with server.client() as client:
+        pending = client.get(f"/v1/runs/{run_id}").json()["pending_interaction"]
+        client.post(pending["response_url"], json={"response": "go"})
+    stream.read_to_end()
+    events = [f.json() for f in parse_sse(stream.raw) if f.id]
+    assert events[0]["seq"] == last + 1 and events[-1]["type"] == "run.completed"
+
+
+# -- bodiless answers -----------------------------------------------------------------------
+
+
+def test_no_content_answers_carry_no_body_and_no_html(server: Server) -> None:
+    with server.client() as client:
+        idle = client.get("/api/chat/chat-never-started/stream")
+        assert idle.status_code == 204
+        assert idle.content == b""
+        assert "content-type" not in idle.headers
+        assert "content-length" not in idle.headers
+        for path, allowed in (("/v1/runs", {"POST"}), ("/v1/runs/run_x", {"GET"})):
+            options = client.options(path)
+            assert options.status_code == 204
+            assert options.content == b""
+            assert "content-type" not in options.headers
+            assert set(options.headers["allow"].replace(" ", "").split(",")) >= {
+                "OPTIONS",
+                *allowed,
+            }
+
+
+# -- logs -----------------------------------------------------------------------------------
+
+
+def test_a_run_waiting_for_input_is_logged(server: Server) -> None:
+    body = {"producer": "synthetic", "input": {"events": 2, "ask_at": 1}}
+    with server.client() as client:
+        paused = client.post("/v1/runs", json=body)
+        assert paused.status_code == 202
+        accepted = paused.json()
+        client.post(accepted["response_url"], json={"response": "ok"})
+        wait_status(client, accepted["execution_id"])
+    lines = [json.loads(line) for line in server.log().splitlines() if line.startswith("{")]
+    waiting = [
+        line
+        for line in lines
+        if line.get("event") == "run.awaiting_input"
+        and line.get("run_id") == accepted["execution_id"]
+    ]
+    assert len(waiting) == 1
+    assert waiting[0]["interaction_id"] == accepted["interaction"]["id"]
+    assert waiting[0]["level"] == "info"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import trio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine import RunContext
 
@@ -20,6 +20,8 @@ class Message(BaseModel):
 
 
 class EchoInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is a 400, not ignored
+
     messages: list[Message] = Field(default_factory=list)
     text: str | None = Field(None, description="Used when there are no messages.")
     interval_ms: float = Field(0.0, ge=0, le=60_000)

@@ -11,9 +11,10 @@ process can measure delivery latency.
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import trio
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from engine import EngineError, ErrorCode, FinishReason, RunContext
 
@@ -23,6 +24,8 @@ __all__ = ["SyntheticInput", "synthetic"]
 
 
 class SyntheticInput(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is a 400, not ignored
+
     events: int = Field(10, ge=0, le=10_000_000)
     event_bytes: int = Field(16, ge=1, le=1_048_576)
     interval_ms: float = Field(0.0, ge=0, le=3_600_000)
@@ -32,6 +35,10 @@ class SyntheticInput(BaseModel):
     finish_reason: FinishReason = "stop"
     stall_at: int | None = Field(None, ge=1)
     stamp: bool = False
+    messages: list[Any] = Field(
+        default_factory=list,
+        description="The conversation, which the chat routes always pass; not used.",
+    )
 
 
 async def run_synthetic(ctx: RunContext) -> FinishReason:

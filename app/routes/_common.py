@@ -12,13 +12,22 @@ from engine.protocols._sse import dumps
 from ..schemas import ExecutionAccepted
 from ..service import interaction_path, run_path
 
-__all__ = ["execution_accepted", "json_response"]
+__all__ = ["execution_accepted", "json_response", "no_content"]
 
 
 def json_response(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     """A pydantic model, or any JSON-able value, as a JSON response."""
     body = model.model_dump_json() if hasattr(model, "model_dump_json") else dumps(model)
     return Response(body, status=status, content_type="application/json", headers=headers)
+
+
+def no_content(headers: dict[str, str] | None = None) -> Response:
+    """204: no body, so neither a Content-Length nor a Content-Type (Quart would say
+    text/html)."""
+    response = Response(b"", status=204, headers=headers)
+    del response.headers["Content-Type"]
+    del response.headers["Content-Length"]
+    return response
 
 
 def execution_accepted(run: Run) -> Response:

@@ -2,21 +2,26 @@
 
 The chat id is the run's ``client_run_id``, so ``GET /api/chat/{id}/stream`` finds the
 chat's active run. A new message on a chat whose previous run is still going cancels that
-run first: one chat, one active stream.
+run first: one chat, one active stream. So a chat id may not have the form of a server run
+id, which would name (and cancel) that run instead.
 """
 
 from __future__ import annotations
 
 import trio
 from quart import Blueprint, Response
-from quart_schema import validate_request
+from quart_schema import document_response, validate_request
 
 from engine import Connection, DisconnectPolicy, RunNotFound
 from engine.protocols import UIMessageStreamProjection
 
 from ..compat_schemas import UIChatRequest, normalize_messages
+from ..openapi_models import NoContent, UIMessageStream
+from ..schemas import ErrorBody
 from ..service import current_service
 from ..streaming import stream_response
+from ._common import no_content
+from ._params import check_client_run_id, is_server_run_id
 
 __all__ = ["ai_sdk_blueprint"]
 
@@ -28,12 +33,15 @@ def ai_sdk_blueprint() -> Blueprint:
 
     @bp.post("/api/chat")
     @validate_request(UIChatRequest)
+    @document_response(UIMessageStream, 200)
+    @document_response(ErrorBody, 409)
     async def chat(data: UIChatRequest) -> Response:
         """A UI message stream (``x-vercel-ai-ui-message-stream: v1``) for the chat's reply.
         ``producer`` (default ``echo``) and ``metadata`` may be added through the
         transport's ``body`` option."""
         service = current_service()
         owner = service.auth.owner()
+        check_client_run_id("id", data.id)
         spec = service.producer(data.producer or DEFAULT_PRODUCER)
         params = service.validate_input(spec, dict(data.metadata), prefix=("metadata",))
         try:
@@ -56,15 +64,20 @@ def ai_sdk_blueprint() -> Blueprint:
         return await stream_response(Connection(run, projection), headers=[("x-run-id", run.id)])
 
     @bp.get("/api/chat/<chat_id>/stream")
+    @document_response(UIMessageStream, 200)
+    @document_response(NoContent, 204)
     async def resume(chat_id: str) -> Response:
         """Resume the chat's active stream from its start; 204 when none is active."""
         service = current_service()
+        owner = service.auth.owner()
+        if is_server_run_id(chat_id):
+            return no_content()  # not a chat id: no chat can have it (see above)
         try:
-            run = service.engine.get(chat_id, owner=service.auth.owner())
+            run = service.engine.get(chat_id, owner=owner)
         except RunNotFound:
-            return Response(b"", status=204)
+            return no_content()
         if run.status.terminal:
-            return Response(b"", status=204)
+            return no_content()
         projection = UIMessageStreamProjection(message_id="msg_" + run.id.removeprefix("run_"))
         return await stream_response(Connection(run, projection), early_failure=False)
 

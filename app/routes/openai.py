@@ -9,9 +9,17 @@ from __future__ import annotations
 from typing import Any
 
 from quart import Blueprint, Response, request
-from quart_schema import document_response, validate_request
+from quart_schema import document_querystring, document_response, validate_request
 
-from engine import Cancelled, Connection, DisconnectPolicy, Failed, Run, http_status_for
+from engine import (
+    Cancelled,
+    Connection,
+    DisconnectPolicy,
+    Failed,
+    Run,
+    RunNotFound,
+    http_status_for,
+)
 from engine.protocols import (
     ChatCompletionsProjection,
     ResponsesProjection,
@@ -28,12 +36,21 @@ from ..compat_schemas import (
     normalize_messages,
 )
 from ..errors import ApiError
+from ..openapi_models import (
+    ChatCompletionAnswer,
+    InvalidParameter,
+    OpenAIErrorBody,
+    ResponseAnswer,
+    ResponseObject,
+    ResponseStreamQuery,
+    StoredResponseAnswer,
+)
 from ..schemas import ErrorBody, ExecutionAccepted
 from ..service import Service, current_service
 from ..settings import Settings
 from ..streaming import stream_response
 from ._common import execution_accepted, json_response
-from ._params import bool_param, cursor_param
+from ._params import bool_param, check_cursor_within, cursor_param
 
 __all__ = ["openai_blueprint"]
 
@@ -71,9 +88,51 @@ def _response_for(run: Run) -> dict[str, Any]:
 
 
 def _find_response(service: Service, response_id: str) -> Run:
-    if not response_id.startswith("resp_"):
-        raise ApiError(404, "not_found", f"No response {response_id!r}.")
-    return service.find("run_" + response_id.removeprefix("resp_"), service.auth.owner())
+    """The run behind ``resp_<hex>`` (its server id, not a ``client_run_id``), or 404."""
+    owner = service.auth.owner()
+    run_id = "run_" + response_id.removeprefix("resp_")
+    if response_id.startswith("resp_"):
+        try:
+            run = service.engine.get(run_id, owner=owner)
+        except RunNotFound:
+            pass
+        else:
+            if run.id == run_id:
+                return run
+    raise ApiError(404, "not_found", f"No response {response_id!r}.")
+
+
+def _responses_projection(run: Run, response_id: str, after: int | None) -> ResponsesProjection:
+    return ResponsesProjection(
+        response_id=response_id,
+        model=run.producer_name,
+        created_at=int(run.created_at),
+        starting_after=after,
+        background=bool(run.metadata.get("background")),
+    )
+
+
+def _check_starting_after(run: Run, response_id: str, after: int | None) -> None:
+    """A 400 if ``starting_after`` is past the last event the response's stream has had so
+    far. Its sequence numbers are a function of the run's log (see ResponsesProjection), so
+    replaying the log tells; only the events from ``after`` on are built."""
+    if after is None:
+        return
+    events = run.log.all()
+    if events and events[0].seq != 1:
+        return  # a trimmed log cannot be numbered: the stream itself says so
+    probe = _responses_projection(run, response_id, after - 1)
+    probe.events(events)
+    if probe.last_sequence_number >= after:
+        return
+    everything = _responses_projection(run, response_id, None)
+    everything.events(events)
+    check_cursor_within(
+        "starting_after",
+        after,
+        everything.last_sequence_number,
+        last_field="last_sequence_number",
+    )
 
 
 def openai_blueprint(settings: Settings) -> Blueprint:
@@ -85,9 +144,11 @@ def openai_blueprint(settings: Settings) -> Blueprint:
 
     @bp.post("/v1/chat/completions")
     @validate_request(ChatCompletionRequest)
+    @document_response(ChatCompletionAnswer, 200)
     @paused_202
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 404)
+    @document_response(OpenAIErrorBody, 409)
     async def chat_completions(data: ChatCompletionRequest) -> Response:
         """OpenAI Chat Completions, streaming (SSE chunks) or not."""
         service = current_service()
@@ -126,6 +187,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
 
     @bp.post("/v1/responses")
     @validate_request(ResponsesRequest)
+    @document_response(ResponseAnswer, 200)
     @paused_202
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 404)
@@ -163,6 +225,9 @@ def openai_blueprint(settings: Settings) -> Blueprint:
         return json_response(_response_for(run), headers={"x-run-id": run.id})
 
     @bp.get("/v1/responses/<response_id>")
+    @document_querystring(ResponseStreamQuery)
+    @document_response(StoredResponseAnswer, 200)
+    @document_response(InvalidParameter, 400)
     @document_response(ErrorBody, 404)
     async def get_response(response_id: str) -> Response:
         """The stored response; with ``stream=true`` its events after ``starting_after``."""
@@ -171,16 +236,12 @@ def openai_blueprint(settings: Settings) -> Blueprint:
         if not bool_param("stream"):
             return json_response(_response_for(run))
         after = cursor_param("starting_after", request.args.get("starting_after"))
-        projection = ResponsesProjection(
-            response_id=response_id,
-            model=run.producer_name,
-            created_at=int(run.created_at),
-            starting_after=after,
-            background=bool(run.metadata.get("background")),
-        )
+        _check_starting_after(run, response_id, after)
+        projection = _responses_projection(run, response_id, after)
         return await stream_response(Connection(run, projection), early_failure=False)
 
     @bp.post("/v1/responses/<response_id>/cancel")
+    @document_response(ResponseObject, 200)
     @document_response(ErrorBody, 404)
     async def cancel_response(response_id: str) -> Response:
         """Cancel (idempotent); answers with the response once its terminal is recorded."""

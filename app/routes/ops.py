@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from quart import Blueprint, Response
-from quart_schema import hide
+from quart_schema import document_response, hide, security_scheme
 
+from ..openapi_models import Health
 from ..service import current_service
 
 __all__ = ["ops_blueprint"]
@@ -14,6 +15,8 @@ def ops_blueprint() -> Blueprint:
     bp = Blueprint("ops", __name__)
 
     @bp.get("/healthz")
+    @document_response(Health, 200)
+    @security_scheme([])  # no API key needed, even when keys are configured
     async def healthz() -> Response:
         """Liveness: the engine is open."""
         service = current_service()

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from pydantic import RootModel
 from quart import Blueprint, Response, request
-from quart_schema import document_response, validate_request
+from quart_schema import (
+    document_headers,
+    document_querystring,
+    document_response,
+    validate_request,
+)
 
 from engine import (
     Connection,
@@ -20,6 +24,14 @@ from engine import (
 from engine.protocols.native import NativeProjection, error_body
 
 from ..errors import ApiError
+from ..openapi_models import (
+    InvalidParameter,
+    LastEventIdHeader,
+    NativeEventStream,
+    RunAnswer,
+    RunEventsQuery,
+    WaitQuery,
+)
 from ..schemas import (
     CancelAnswer,
     CreateRun,
@@ -32,7 +44,13 @@ from ..service import current_service, run_path, run_view
 from ..settings import Settings
 from ..streaming import stream_response
 from ._common import execution_accepted, json_response
-from ._params import bool_param, cursor_param
+from ._params import (
+    bool_param,
+    check_client_run_id,
+    check_cursor_within,
+    cursor_param,
+    is_server_run_id,
+)
 
 __all__ = ["runs_blueprint"]
 
@@ -53,13 +71,6 @@ def finished_run(run: Run) -> Response:
     return json_response(run_view(run))
 
 
-_SERVER_RUN_ID = re.compile(r"run_[0-9a-f]{32}")
-
-
-def is_server_run_id(value: str) -> bool:
-    return _SERVER_RUN_ID.fullmatch(value) is not None
-
-
 def runs_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint("runs", __name__)
     # 202 is documented only where it can happen: a paused run answers 202 only when
@@ -68,7 +79,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
 
     @bp.post("/v1/runs")
     @validate_request(CreateRun)
-    @document_response(RunView, 200)
+    @document_response(RunAnswer, 200)
     @document_response(accepted, 202)
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 409)
@@ -76,13 +87,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         """Create a run: stream it (SSE), wait for it, or start it in the background."""
         service = current_service()
         owner = service.auth.owner()
-        if data.client_run_id is not None and is_server_run_id(data.client_run_id):
-            raise ApiError(
-                400,
-                "invalid_request",
-                "client_run_id must not look like a server run id (run_ + 32 hex digits).",
-                fields=[{"field": "client_run_id", "message": "reserved form"}],
-            )
+        check_client_run_id("client_run_id", data.client_run_id)
         spec = service.producer(data.producer)
         run = service.start(
             spec,
@@ -112,15 +117,22 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         return json_response(run_view(service.find(run_id, service.auth.owner())))
 
     @bp.get("/v1/runs/<run_id>/events")
+    @document_querystring(RunEventsQuery)
+    @document_headers(LastEventIdHeader)
+    @document_response(NativeEventStream, 200)
+    @document_response(InvalidParameter, 400)
     @document_response(ErrorBody, 404)
     async def run_events(run_id: str) -> Response:
         """SSE of the run's events after ``Last-Event-ID`` or ``?after=N``: replay, then live,
         ending after the terminal."""
         service = current_service()
         run = service.find(run_id, service.auth.owner())
-        after = cursor_param("after", request.args.get("after"))
+        name = "after"
+        after = cursor_param(name, request.args.get(name))
         if after is None:
-            after = cursor_param("Last-Event-ID", request.headers.get("Last-Event-ID"))
+            name = "Last-Event-ID"
+            after = cursor_param(name, request.headers.get(name))
+        check_cursor_within(name, after, run.log.last_seq, last_field="last_seq")
         return await stream_response(
             Connection(run, NativeProjection(), cursor=after or 0),
             headers=[("x-run-id", run.id)],
@@ -128,8 +140,11 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         )
 
     @bp.post("/v1/runs/<run_id>/cancel")
+    @document_querystring(WaitQuery)
     @document_response(CancelAnswer, 200)
     @document_response(CancelAnswer, 202)
+    @document_response(InvalidParameter, 400)
+    @document_response(ErrorBody, 404)
     async def cancel_run(run_id: str) -> Response:
         """Cancel a run (idempotent). ``?wait=true`` answers once the terminal is written.
         An unknown ``client_run_id`` is remembered for a while (202), so a run created with it

@@ -1,0 +1,101 @@
+"""The request class: how a JSON body is read.
+
+Quart's own reading answers 500 for a body that is not UTF-8 (the decode happens outside
+its error handling) or that nests deeper than the interpreter's recursion limit, and treats
+a body of another media type as "no JSON" (a misleading "invalid fields: body"). Here each
+of those is a JSON error naming the body: 415 for the media type, 400 for the rest.
+
+Nesting is capped well below what the JSON decoder and pydantic's serializer can handle, so
+a body that parses never fails later for its depth.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from quart_trio.wrappers import TrioRequest
+
+from .errors import ApiError
+
+__all__ = ["MAX_JSON_DEPTH", "JsonRequest"]
+
+#: Deepest nesting of arrays and objects a request body may have (the body itself is 1).
+MAX_JSON_DEPTH = 128
+
+_NOT_PARSED: Any = object()
+
+
+class JsonRequest(TrioRequest):
+    _parsed_json: Any = _NOT_PARSED
+
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        """The body as JSON; an :class:`ApiError` (415 or 400) when it is not JSON.
+
+        ``silent`` answers None instead of raising; ``force`` skips the media type check.
+        """
+        if self._parsed_json is not _NOT_PARSED:
+            return self._parsed_json
+        try:
+            if not (force or self.is_json):
+                raise ApiError(
+                    415,
+                    "unsupported_media_type",
+                    "The request body must be JSON, sent with Content-Type: application/json.",
+                )
+            result = _loads(await self.get_data(cache=cache, as_text=False, parse_form_data=False))
+        except ApiError:
+            if silent:
+                return None
+            raise
+        if cache:
+            self._parsed_json = result
+        return result
+
+
+def _invalid_body(message: str) -> ApiError:
+    return ApiError(400, "invalid_request", message, fields=[{"field": "body", "message": message}])
+
+
+def _loads(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _invalid_body(
+            f"The request body is not valid UTF-8 (byte {exc.start} cannot be decoded)."
+        ) from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise _too_deep() from None
+    except ValueError as exc:
+        raise _invalid_body(f"The request body is not valid JSON: {exc}.") from None
+    # Fewer brackets than the cap cannot nest deeper than it: most bodies stop here.
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep()
+    return value
+
+
+def _too_deep() -> ApiError:
+    return _invalid_body(
+        f"The request body is nested too deeply (at most {MAX_JSON_DEPTH} levels of arrays "
+        "and objects)."
+    )
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests arrays and objects more than ``limit`` levels (iteratively,
+    so the check itself cannot exhaust the stack)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False

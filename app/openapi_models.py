@@ -1,0 +1,338 @@
+"""What ``/openapi.json`` says beyond the request models: documentation-only response
+models, and the provider that renders them.
+
+quart-schema documents every response as ``application/json``. The provider here adds:
+
+* :class:`EventStream` models, documented as ``text/event-stream`` (with, for a route that
+  answers JSON unless the request asked for a stream, the JSON model beside it);
+* :class:`NoContent`, a response without a body (204);
+* the errors every route of a kind can answer, so no route can forget them: 400, 413 and
+  415 on each route with a JSON body, and 401 on each route that needs an API key when
+  keys are configured;
+* an HTTP status phrase as the description of a response that has none.
+
+Responses a route answers for its own reasons (its 200, 202, 404, 409, a bad cursor's 400)
+stay in that route's ``@document_response`` block.
+"""
+
+from __future__ import annotations
+
+import inspect
+from http import HTTPStatus
+from typing import Any, ClassVar, Literal
+
+from pydantic import BaseModel, Field
+from quart_schema import OpenAPIProvider
+from werkzeug.routing.rules import Rule
+
+from .schemas import ErrorBody, RunView
+
+__all__ = [
+    "ChatCompletion",
+    "ChatCompletionAnswer",
+    "EventStream",
+    "Health",
+    "InvalidParameter",
+    "LastEventIdHeader",
+    "NativeEventStream",
+    "NoContent",
+    "OpenAIErrorBody",
+    "ResponseAnswer",
+    "ResponseObject",
+    "ResponseStreamQuery",
+    "RunAnswer",
+    "RunEventsQuery",
+    "ScopestreamOpenAPIProvider",
+    "StoredResponseAnswer",
+    "UIMessageStream",
+    "WaitQuery",
+]
+
+
+# -- markers the provider renders ------------------------------------------------------
+
+
+class EventStream(BaseModel):
+    """Base of the models of a ``text/event-stream`` response.
+
+    A subclass's docstring is the response's description, ``frames`` describes the frames,
+    ``example`` shows a few, and ``json_body`` (if set) is the model of the JSON answer the
+    same status has when the request did not ask for a stream.
+    """
+
+    frames: ClassVar[str] = ""
+    example: ClassVar[str] = ""
+    json_body: ClassVar[type[BaseModel] | None] = None
+
+
+class NoContent(BaseModel):
+    """No body."""
+
+
+# -- bodies ----------------------------------------------------------------------------
+
+
+class Health(BaseModel):
+    """The engine is open."""
+
+    status: Literal["ok"] = "ok"
+    live_runs: int = Field(..., ge=0, description="Runs not yet finished.")
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str | None = Field(..., description="None when the answer is only tool calls.")
+    refusal: None = None
+    tool_calls: list[dict[str, Any]] | None = Field(
+        None, description='Present when the run called tools: {"id", "type", "function"}.'
+    )
+
+
+class ChatChoice(BaseModel):
+    index: int = 0
+    message: ChatMessageOut
+    logprobs: None = None
+    finish_reason: str = Field(..., description="stop, length, content_filter or tool_calls.")
+
+
+class ChatUsage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class ChatCompletion(BaseModel):
+    """A completed run as an OpenAI ``chat.completion``."""
+
+    id: str = Field(..., description="chatcmpl-<hex> for run run_<hex>.")
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: ChatUsage
+
+
+class OpenAIErrorDetail(BaseModel):
+    message: str
+    type: str = Field(..., description="cancelled, invalid_request_error, rate_limit_error, ...")
+    code: str = Field(..., description="The engine's error code, or cancelled.")
+    param: None = None
+    correlation_id: str | None = Field(None, description="On a failure: finds the traceback.")
+
+
+class OpenAIErrorBody(BaseModel):
+    """The run was cancelled (409) or failed: an OpenAI-style error."""
+
+    error: OpenAIErrorDetail
+
+
+class ResponseError(BaseModel):
+    code: str
+    message: str
+
+
+class IncompleteDetails(BaseModel):
+    reason: Literal["max_output_tokens", "content_filter"]
+
+
+class ResponseObject(BaseModel):
+    """An OpenAI Responses ``response`` object, in any state of its run."""
+
+    id: str = Field(..., description="resp_<hex> for run run_<hex>.")
+    object: Literal["response"] = "response"
+    created_at: int
+    status: Literal["queued", "in_progress", "completed", "incomplete", "failed", "cancelled"]
+    background: bool
+    error: ResponseError | None
+    incomplete_details: IncompleteDetails | None
+    model: str
+    output: list[dict[str, Any]] = Field(
+        ..., description="Output items: message, reasoning and function_call items."
+    )
+    parallel_tool_calls: bool = True
+    tool_choice: str = "auto"
+    tools: list[Any] = Field(default_factory=list)
+    usage: dict[str, Any] | None = Field(
+        ..., description="input_tokens, output_tokens, total_tokens and their details."
+    )
+
+
+# -- streams ---------------------------------------------------------------------------
+
+_KEEPALIVE = "A `: keepalive` comment is written whenever no frame was for a while."
+
+
+class NativeEventStream(EventStream):
+    """The run's events (SSE), ending after its terminal event."""
+
+    frames: ClassVar[str] = (
+        "One frame per event: `id: <seq>`, `event: <type>`, `data: {seq, type, run_id, data}`. "
+        "Types: run.started, text.delta, reasoning.delta, tool_call.started, "
+        "tool_call.delta, tool_call.ready, tool.result, step.started, step.finished, usage, "
+        "interaction.required, interaction.resolved, data, and exactly one terminal: "
+        "run.completed, run.failed or run.cancelled. `event: gap` ({from, to}) marks events "
+        "no longer retained; `event: slow_consumer` ({resume_after}) ends a stream the "
+        f"client did not keep up with. {_KEEPALIVE}"
+    )
+    example: ClassVar[str] = (
+        'id: 2\nevent: text.delta\ndata: {"seq":2,"type":"text.delta","run_id":"run_…",'
+        '"data":{"text":"hello"}}\n\n'
+    )
+
+
+class RunAnswer(NativeEventStream):
+    """The finished run (JSON); with ``stream: true`` its events (SSE) instead. A run that
+    failed answers with the failure's HTTP status and error."""
+
+    json_body: ClassVar[type[BaseModel] | None] = RunView
+
+
+class ChatCompletionAnswer(EventStream):
+    """``stream: false``: the ``chat.completion`` (JSON). ``stream: true``: its
+    ``chat.completion.chunk`` frames (SSE)."""
+
+    json_body: ClassVar[type[BaseModel] | None] = ChatCompletion
+    frames: ClassVar[str] = (
+        "`data: <chat.completion.chunk>` frames; the last chunk of a completed run carries "
+        "finish_reason, then (with stream_options.include_usage) one chunk with `choices: []` "
+        "and usage, then `data: [DONE]`. A failed or cancelled run ends with "
+        '`data: {"error": {"message", "type", "code", "param"}}` and no [DONE]. A run '
+        "awaiting input writes the comment `: interaction_required {...}`. "
+        f"{_KEEPALIVE}"
+    )
+    example: ClassVar[str] = (
+        'data: {"id":"chatcmpl-…","object":"chat.completion.chunk","created":0,'
+        '"model":"echo","choices":[{"index":0,"delta":{"content":"hello"},'
+        '"finish_reason":null}]}\n\ndata: [DONE]\n\n'
+    )
+
+
+class ResponseAnswer(EventStream):
+    """``stream: false``: the response object (JSON; ``background: true`` answers at once,
+    queued or in progress). ``stream: true``: its events (SSE)."""
+
+    json_body: ClassVar[type[BaseModel] | None] = ResponseObject
+    frames: ClassVar[str] = (
+        "`event: <type>` + `data: {type, ..., sequence_number}` frames: response.created, "
+        "response.in_progress, response.output_item.added, response.content_part.added, "
+        "response.output_text.delta, ..., and one terminal: response.completed, "
+        "response.incomplete or response.failed (status failed or cancelled). `event: error` "
+        "(code gap or slow_consumer) ends a stream that cannot go on. A run awaiting input "
+        f"writes the comment `: interaction_required {{...}}`. {_KEEPALIVE}"
+    )
+    example: ClassVar[str] = (
+        "event: response.output_text.delta\n"
+        'data: {"type":"response.output_text.delta","item_id":"msg_…","output_index":0,'
+        '"content_index":0,"delta":"hello","logprobs":[],"sequence_number":4}\n\n'
+    )
+
+
+class StoredResponseAnswer(ResponseAnswer):
+    """The stored response object (JSON), in any state; with ``?stream=true`` its events
+    numbered above ``starting_after`` (SSE): replay, then live."""
+
+
+class UIMessageStream(EventStream):
+    """The reply as a Vercel AI SDK UI message stream (SSE, header
+    ``x-vercel-ai-ui-message-stream: v1``)."""
+
+    frames: ClassVar[str] = (
+        "`data: <UI message chunk>` frames: start, start-step, text-start, text-delta, "
+        "text-end, reasoning-*, tool-input-*, tool-output-available, data-*, finish-step, "
+        "then finish (completed), error {errorText} (failed) or abort (cancelled), then "
+        "`data: [DONE]`. A question to the user is a data-interaction part. "
+        f"{_KEEPALIVE}"
+    )
+    example: ClassVar[str] = (
+        'data: {"type":"start","messageId":"msg_…"}\n\n'
+        'data: {"type":"text-delta","id":"text-1","delta":"hello"}\n\n'
+        'data: {"type":"finish"}\n\ndata: [DONE]\n\n'
+    )
+
+
+# -- parameters ------------------------------------------------------------------------
+
+
+class InvalidParameter(ErrorBody):
+    """A query parameter or header is invalid; ``fields`` names it."""
+
+
+class RunEventsQuery(BaseModel):
+    after: int | None = Field(
+        None, ge=0, description="Resume: only events with a seq above this (400 if invalid)."
+    )
+
+
+class LastEventIdHeader(BaseModel):
+    last_event_id: int | None = Field(
+        None,
+        alias="Last-Event-ID",
+        ge=0,
+        description="The SSE resume header: only events with a seq above it, if ?after is absent.",
+    )
+
+
+class WaitQuery(BaseModel):
+    wait: bool = Field(False, description="Answer once the run's terminal event is written.")
+
+
+class ResponseStreamQuery(BaseModel):
+    stream: bool = Field(False, description="Stream the response's events (SSE).")
+    starting_after: int | None = Field(
+        None, ge=0, description="With stream=true: only events numbered above this."
+    )
+
+
+# -- the provider ----------------------------------------------------------------------
+
+_COMMON_ERRORS = {
+    400: "The body is not JSON, or not a valid request (`fields` names what is wrong).",
+    401: "A valid API key is required (Authorization: Bearer <key>).",
+    413: "The body is larger than the service's max_body_bytes.",
+    415: "The body is not application/json.",
+}
+
+
+class ScopestreamOpenAPIProvider(OpenAPIProvider):
+    def build_response_object(
+        self, model: type[Any], headers_model: type[Any] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if isinstance(model, type) and issubclass(model, NoContent):
+            return {"description": inspect.getdoc(model) or ""}, {}
+        if not (isinstance(model, type) and issubclass(model, EventStream)):
+            response: dict[str, Any]
+            response, components = super().build_response_object(model, headers_model)
+            return response, components
+        response, components = {"content": {}}, {}
+        if model.json_body is not None:
+            response, components = super().build_response_object(model.json_body, headers_model)
+        response["description"] = inspect.getdoc(model) or ""
+        stream: dict[str, Any] = {"schema": {"type": "string", "description": model.frames}}
+        if model.example:
+            stream["example"] = model.example
+        response["content"]["text/event-stream"] = stream
+        return response, components
+
+    def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
+        paths: dict[str, Any]
+        paths, components = super().build_paths(rule)
+        error, error_components = super().build_response_object(ErrorBody, None)
+        keys_required = bool(self._extension.security)
+        for operations in paths.values():
+            for operation in operations.values():
+                responses: dict[Any, Any] = operation["responses"]
+                common: list[int] = []
+                if "requestBody" in operation:
+                    common += [400, 413, 415]
+                if keys_required and operation.get("security") != []:
+                    common.append(401)
+                for status in common:
+                    documented = responses.setdefault(status, dict(error))
+                    if not documented.get("description"):
+                        documented["description"] = _COMMON_ERRORS[status]
+                if common:
+                    components.update(error_components)
+                for status, response in responses.items():
+                    if not response.get("description"):
+                        response["description"] = HTTPStatus(int(status)).phrase
+        return paths, components

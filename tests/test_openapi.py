@@ -1,0 +1,241 @@
+"""The OpenAPI document: every route, with its real request and response models.
+
+Built in-process (``create_app`` and the Quart test client): the document depends only on
+the settings, not on a running engine.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+from openapi_spec_validator import validate
+
+import app._factory as factory
+from app import Settings, create_app
+
+# Served by quart-schema or hidden on purpose (Prometheus' text format): not API routes.
+NOT_DOCUMENTED = {"/openapi.json", "/docs", "/redocs", "/scalar", "/static/{filename}", "/metrics"}
+
+# The routes whose non-streaming call settles the run, and so answers 202 ExecutionAccepted
+# when the run asks a human (interactive mode on).
+PAUSING = {
+    ("post", "/v1/runs"),
+    ("post", "/v1/chat/completions"),
+    ("post", "/v1/responses"),
+}
+# 202 for other reasons, whatever the mode: a background run; a cancel remembered for a
+# client_run_id that does not exist yet.
+ACCEPTED_ANYWAY = {("post", "/v1/runs"), ("post", "/v1/runs/{run_id}/cancel")}
+
+STREAMING = {
+    ("post", "/v1/runs"),
+    ("get", "/v1/runs/{run_id}/events"),
+    ("post", "/v1/chat/completions"),
+    ("post", "/v1/responses"),
+    ("get", "/v1/responses/{response_id}"),
+    ("post", "/api/chat"),
+    ("get", "/api/chat/{chat_id}/stream"),
+}
+
+Spec = dict[str, Any]
+
+
+@pytest.fixture(autouse=True)
+def _no_log_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    # create_app adds a stderr handler to the scopestream logger; pytest's captured stderr
+    # would be closed under it by later tests.
+    monkeypatch.setattr(factory, "configure_logging", lambda level: None)
+
+
+async def build(**settings: Any) -> tuple[Spec, set[tuple[str, str]]]:
+    """The document for these settings, and the (method, path) of every registered route."""
+    app = create_app(Settings(**settings))
+    response = await app.test_client().get("/openapi.json")
+    assert response.status_code == 200
+    spec: Spec = await response.get_json()
+    routes = set()
+    for rule in app.url_map.iter_rules():
+        path = rule.rule.replace("<path:", "<").replace("<", "{").replace(">", "}")
+        for method in rule.methods or ():
+            if method not in ("HEAD", "OPTIONS"):
+                routes.add((method.lower(), path))
+    return spec, routes
+
+
+def operations(spec: Spec) -> dict[tuple[str, str], dict[str, Any]]:
+    return {
+        (method, path): operation
+        for path, item in spec["paths"].items()
+        for method, operation in item.items()
+    }
+
+
+def schema_of(response: dict[str, Any], media: str = "application/json") -> dict[str, Any]:
+    schema: dict[str, Any] = response["content"][media]["schema"]
+    return schema
+
+
+def names(schema: dict[str, Any]) -> set[str]:
+    """The models a response schema is made of: its title and the components it refers to."""
+    text = json.dumps(schema)
+    found = {schema.get("title", "")}
+    found |= {part.split('"')[0] for part in text.split("#/components/schemas/")[1:]}
+    return found - {""}
+
+
+def is_error_body(response: dict[str, Any]) -> bool:
+    schema = schema_of(response)
+    return schema["properties"]["error"] == {"$ref": "#/components/schemas/ErrorDetail"}
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"interactive": False}, {"api_keys": ["secret"]}],
+    ids=["interactive", "not-interactive", "api-keys"],
+)
+async def test_document_is_valid_openapi_3(settings: dict[str, Any]) -> None:
+    spec, _ = await build(**settings)
+    assert spec["openapi"].startswith("3.")
+    validate(spec)
+
+
+async def test_every_route_is_documented_with_a_success_response() -> None:
+    spec, routes = await build()
+    ops = operations(spec)
+    expected = {(method, path) for method, path in routes if path not in NOT_DOCUMENTED}
+    assert set(ops) == expected
+    for key, operation in ops.items():
+        successes = {
+            status: response
+            for status, response in operation["responses"].items()
+            if 200 <= int(status) < 300
+        }
+        assert successes, key
+        for status, response in successes.items():
+            if status == "204":
+                assert "content" not in response, key
+                continue
+            assert response["content"], (key, status)
+            for media, body in response["content"].items():
+                assert media in ("application/json", "text/event-stream"), (key, media)
+                assert body["schema"], (key, status, media)
+        assert all(r["description"] for r in operation["responses"].values()), key
+
+
+async def test_streams_are_documented_as_event_streams() -> None:
+    spec, _ = await build()
+    ops = operations(spec)
+    streaming = {
+        key for key, op in ops.items() if "text/event-stream" in op["responses"]["200"]["content"]
+    }
+    assert streaming == STREAMING
+    for key in STREAMING:
+        stream = ops[key]["responses"]["200"]["content"]["text/event-stream"]
+        assert stream["schema"]["type"] == "string"
+        assert stream["schema"]["description"] and stream["example"], key
+    # JSON unless the request asks for a stream: both bodies, with their real models.
+    json_too = {
+        ("post", "/v1/runs"): "RunView",
+        ("post", "/v1/chat/completions"): "ChatCompletion",
+        ("post", "/v1/responses"): "ResponseObject",
+        ("get", "/v1/responses/{response_id}"): "ResponseObject",
+    }
+    for key, model in json_too.items():
+        assert schema_of(ops[key]["responses"]["200"])["title"] == model, key
+    only_stream = STREAMING - set(json_too)
+    for key in only_stream:
+        assert set(ops[key]["responses"]["200"]["content"]) == {"text/event-stream"}, key
+    assert set(ops[("get", "/api/chat/{chat_id}/stream")]["responses"]) >= {"200", "204"}
+    success = {
+        ("get", "/healthz"): "Health",
+        ("get", "/v1/models"): "ModelList",
+        ("get", "/v1/runs/{run_id}"): "RunView",
+        ("post", "/v1/runs/{run_id}/cancel"): "CancelAnswer",
+        ("post", "/v1/responses/{response_id}/cancel"): "ResponseObject",
+        ("post", "/v1/runs/{run_id}/interactions/{interaction_id}"): "RunView",
+    }
+    for key, model in success.items():
+        assert schema_of(ops[key]["responses"]["200"])["title"] == model, key
+
+
+async def test_request_bodies_and_their_errors() -> None:
+    spec, _ = await build()
+    ops = operations(spec)
+    bodies = {
+        ("post", "/v1/runs"): "CreateRun",
+        ("post", "/v1/runs/{run_id}/interactions/{interaction_id}"): "InteractionAnswer",
+        ("post", "/v1/chat/completions"): "ChatCompletionRequest",
+        ("post", "/v1/responses"): "ResponsesRequest",
+        ("post", "/api/chat"): "UIChatRequest",
+    }
+    with_body = {key for key, op in ops.items() if "requestBody" in op}
+    assert with_body == set(bodies)
+    for key, model in bodies.items():
+        assert schema_of(ops[key]["requestBody"])["title"] == model, key
+        for status in ("400", "413", "415"):
+            assert is_error_body(ops[key]["responses"][status]), (key, status)
+
+
+async def test_ids_cursors_and_flags_document_their_errors() -> None:
+    spec, _ = await build()
+    ops = operations(spec)
+    for (method, path), operation in ops.items():
+        if "{run_id}" in path or "{response_id}" in path:
+            assert is_error_body(operation["responses"]["404"]), (method, path)
+    parameters = {
+        ("get", "/v1/runs/{run_id}/events"): {("query", "after"), ("header", "Last-Event-ID")},
+        ("get", "/v1/responses/{response_id}"): {("query", "starting_after"), ("query", "stream")},
+        ("post", "/v1/runs/{run_id}/cancel"): {("query", "wait")},
+    }
+    for key, expected in parameters.items():
+        documented = {(p["in"], p["name"]) for p in ops[key]["parameters"] if p["in"] != "path"}
+        assert documented == expected, key
+        assert is_error_body(ops[key]["responses"]["400"]), key
+
+
+async def test_error_detail_lists_invalid_fields() -> None:
+    spec, _ = await build()
+    schemas = spec["components"]["schemas"]
+    fields = schemas["ErrorDetail"]["properties"]["fields"]
+    array = next(branch for branch in fields["anyOf"] if branch.get("type") == "array")
+    assert array["items"] == {"$ref": "#/components/schemas/FieldError"}
+    assert set(schemas["FieldError"]["properties"]) == {"field", "message"}
+    assert set(schemas["FieldError"]["required"]) == {"field", "message"}
+
+
+@pytest.mark.parametrize("interactive", [True, False])
+async def test_202_only_where_it_can_happen(interactive: bool) -> None:
+    spec, _ = await build(interactive=interactive)
+    ops = operations(spec)
+    accepted = {key for key, op in ops.items() if "202" in op["responses"]}
+    execution = {
+        key
+        for key, op in ops.items()
+        if "202" in op["responses"]
+        and "ExecutionAccepted" in names(schema_of(op["responses"]["202"]))
+    }
+    assert execution == (PAUSING if interactive else set())
+    assert accepted == ACCEPTED_ANYWAY | execution
+    runs_202 = names(schema_of(ops[("post", "/v1/runs")]["responses"]["202"]))
+    assert "RunView" in runs_202  # a background run, in either mode
+    if not interactive:
+        assert "ExecutionAccepted" not in json.dumps(spec)
+
+
+@pytest.mark.parametrize("keys", [[], ["secret"]])
+async def test_401_exactly_when_api_keys_are_configured(keys: list[str]) -> None:
+    spec, _ = await build(api_keys=keys)
+    ops = operations(spec)
+    with_401 = {key for key, op in ops.items() if "401" in op["responses"]}
+    if not keys:
+        assert with_401 == set()
+        assert "securitySchemes" not in spec.get("components", {})
+        return
+    assert spec["security"] == [{"bearer": []}]
+    public = {("get", "/healthz")}
+    assert with_401 == set(ops) - public
+    for key in with_401:
+        assert is_error_body(ops[key]["responses"]["401"]), key
+    assert ops[("get", "/healthz")]["security"] == []
