@@ -225,3 +225,31 @@ async def test_a_stuck_socket_does_not_stall_the_run(
             await run.wait_done()
             assert run.terminal_at == pytest.approx(20, abs=0.01)
             stuck.set()
+
+
+async def test_terminal_delivery_gives_up_after_its_timeout(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A client that stops reading while the server shuts down holds the request for at most
+    ``terminal_delivery_timeout`` seconds, not forever."""
+    stalled = trio.Event()
+
+    async def send(message: Any) -> None:
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            stalled.set()
+            await trio.sleep_forever()  # the final write never completes
+
+    never = FakeASGI()
+    config = EngineConfig(terminal_delivery_timeout=3, keepalive_interval=1000)
+    async with open_engine(config) as engine:
+        run = engine.start_run(ticker(100))
+        with trio.CancelScope() as request_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    serve_connection, Connection(run, NativeProjection()), send, never.receive
+                )
+                await trio.sleep(2.5)
+                request_scope.cancel(reason="server shutting down")
+                run.cancel(CancelReason.SHUTDOWN)
+        assert stalled.is_set()
+        assert trio.current_time() == pytest.approx(2.5 + 3, abs=0.01)

@@ -11,10 +11,13 @@ from engine import (
     MIN_CONNECTION_BUFFER,
     Cancelled,
     CancelReason,
+    CloseReason,
     Completed,
     Connection,
     DisconnectPolicy,
     EngineConfig,
+    EngineObserver,
+    Run,
     RunContext,
     RunStatus,
     open_engine,
@@ -236,3 +239,40 @@ async def test_a_projection_that_cannot_go_on_ends_the_connection(
         assert projection.done
         assert b"error" in b"".join(chunks)
         run.cancel()
+
+
+async def test_the_observer_hears_every_step(autojump_clock: trio.testing.MockClock) -> None:
+    heard: list[tuple[str, object]] = []
+
+    class Recorder(EngineObserver):
+        def run_started(self, run: Run) -> None:
+            heard.append(("run_started", run.status))
+
+        def connection_opened(self, run: Run) -> None:
+            heard.append(("connection_opened", run.connections))
+
+        def keepalive_sent(self, run: Run) -> None:
+            heard.append(("keepalive_sent", trio.current_time()))
+
+        def connection_closed(self, run: Run, reason: CloseReason) -> None:
+            heard.append(("connection_closed", reason))
+
+        def run_finished(self, run: Run) -> None:
+            assert run.cancel_requested_at is not None and run.terminal_at is not None
+            heard.append(("run_finished", run.terminal_at - run.cancel_requested_at))
+
+    async with open_engine(EngineConfig(keepalive_interval=5), observer=Recorder()) as engine:
+        run = engine.start_run(ticker(100, 100))
+        await wait_for(lambda: run.status is RunStatus.RUNNING)
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_all, run)
+            await trio.sleep(12)
+            run.cancel()
+    assert heard == [
+        ("run_started", RunStatus.RUNNING),
+        ("connection_opened", 1),
+        ("keepalive_sent", pytest.approx(5, abs=0.01)),
+        ("keepalive_sent", pytest.approx(10, abs=0.01)),
+        ("run_finished", 0.0),
+        ("connection_closed", "finished"),
+    ]
