@@ -12,9 +12,9 @@ a writer (see ``docs/architecture.md``, "why the ticker lives in the writer").
 
 Bounded buffer: a connection may fall at most ``buffer`` events behind while one write is in
 flight (events that arrive while it is idle do not count). When a write returns and more than
-that arrived meanwhile, the connection ends with
-a slow-consumer frame carrying its cursor; the client can resume from there. Replaying a
-long log is not lagging: a replay is read in chunks no larger than the buffer.
+that arrived meanwhile, the connection ends with a slow-consumer frame carrying its cursor;
+the client can resume from there. Replaying a long log is not lagging: a replay is read in
+chunks no larger than the buffer.
 """
 
 from __future__ import annotations

@@ -213,7 +213,7 @@ class Engine:
                 if self._aliases.get(alias) == run.id:
                     del self._aliases[alias]
         cancels = self._pending_cancels
-        while cancels and (oldest := next(iter(cancels))) and cancels[oldest] <= now:
+        while cancels and cancels[oldest := next(iter(cancels))] <= now:
             del cancels[oldest]
 
     async def aclose(self, grace: float | None = None) -> None:
