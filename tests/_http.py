@@ -62,7 +62,9 @@ class RawStream:
         return int(status_line.split()[1]), headers
 
     def _pump(self) -> bool:
-        """Move complete body bytes from the socket buffer into ``raw``."""
+        """Move complete body bytes from the socket buffer into ``raw``; read from the socket
+        only when there were none (so bytes already received never wait for more)."""
+        before = len(self.raw)
         if not self._chunked:
             self.raw += self._buffer
             self._buffer = b""
@@ -70,7 +72,7 @@ class RawStream:
             if length is not None and len(self.raw) >= int(length):
                 self.eof = True
                 return False
-            return self._recv()
+            return len(self.raw) > before or self._recv()
         while b"\r\n" in self._buffer:
             size_line, rest = self._buffer.split(b"\r\n", 1)
             size = int(size_line, 16)
@@ -81,7 +83,7 @@ class RawStream:
             if size == 0:
                 self.eof = True
                 return False
-        return self._recv()
+        return len(self.raw) > before or self._recv()
 
     def frames(self) -> list[Frame]:
         complete = self.raw[: self.raw.rfind(b"\n\n") + 2] if b"\n\n" in self.raw else b""
