@@ -96,9 +96,9 @@ SCALES: dict[str, Scale] = {
         idle_levels=(20, 50), idle_hold_s=1.1, idle_keepalive_s=0.5, idle_repeats=1,
         idle_ramp_limit_s=10,
     ),
-    # make bench-quick: the shape of the full run at a fraction of its size.
+    # make bench-quick: the shape of the full run at a fraction of its size, in ~40 s.
     "quick": Scale(
-        name="quick", repeats=2,
+        name="quick", repeats=1,
         throughput_events={100: 10000, 4096: 5000}, throughput_streams=(1, 10),
         first_event_count=100, first_event_levels=(1, 10),
         latency_levels=(1, 100), latency_interval_ms=50, latency_window_s=0.4,
