@@ -135,6 +135,17 @@ class Service:
                 400, "invalid_request", f"Invalid fields: {names}.", fields=fields
             ) from None
 
+    def chat_input(
+        self, spec: ProducerSpec, params: dict[str, Any], messages: list[dict[str, str]]
+    ) -> dict[str, Any]:
+        """A chat route's run input: the producer's parameters, plus the conversation as
+        ``messages`` unless the producer's input model refuses that field (``synthetic``)."""
+        model = spec.input_model
+        if model is not None and "messages" not in model.model_fields:
+            if model.model_config.get("extra") == "forbid":
+                return params
+        return {**params, "messages": messages}
+
     def start(
         self,
         spec: ProducerSpec,

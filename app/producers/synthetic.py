@@ -11,7 +11,6 @@ process can measure delivery latency.
 from __future__ import annotations
 
 import time
-from typing import Any
 
 import trio
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,10 +34,6 @@ class SyntheticInput(BaseModel):
     finish_reason: FinishReason = "stop"
     stall_at: int | None = Field(None, ge=1)
     stamp: bool = False
-    messages: list[Any] = Field(
-        default_factory=list,
-        description="The conversation, which the chat routes always pass; not used.",
-    )
 
 
 async def run_synthetic(ctx: RunContext) -> FinishReason:

@@ -54,7 +54,7 @@ def ai_sdk_blueprint() -> Blueprint:
                 await previous.wait_done()
         run = service.start(
             spec,
-            {**params, "messages": normalize_messages(data.messages)},
+            service.chat_input(spec, params, normalize_messages(data.messages)),
             owner=owner,
             client_run_id=data.id,
             policy=DisconnectPolicy(data.on_disconnect or "cancel"),

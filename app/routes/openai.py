@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -66,7 +67,7 @@ def _start(service: Service, model: str, messages: Any, params: dict[str, str], 
     owner = service.auth.owner()
     return service.start(
         spec,
-        {**params, "messages": normalize_messages(messages)},
+        service.chat_input(spec, params, normalize_messages(messages)),
         owner=owner,
         client_run_id=None,
         **kw,
@@ -115,24 +116,16 @@ def _responses_projection(run: Run, response_id: str, after: int | None) -> Resp
 def _check_starting_after(run: Run, response_id: str, after: int | None) -> None:
     """A 400 if ``starting_after`` is past the last event the response's stream has had so
     far. Its sequence numbers are a function of the run's log (see ResponsesProjection), so
-    replaying the log tells; only the events from ``after`` on are built."""
+    replaying the log tells; a cursor past every event builds no frame on the way."""
     if after is None:
         return
     events = run.log.all()
     if events and events[0].seq != 1:
         return  # a trimmed log cannot be numbered: the stream itself says so
-    probe = _responses_projection(run, response_id, after - 1)
-    probe.events(events)
-    if probe.last_sequence_number >= after:
-        return
-    everything = _responses_projection(run, response_id, None)
-    everything.events(events)
-    check_cursor_within(
-        "starting_after",
-        after,
-        everything.last_sequence_number,
-        last_field="last_sequence_number",
-    )
+    numbering = _responses_projection(run, response_id, sys.maxsize)
+    numbering.events(events)
+    last = numbering.numbered - 1
+    check_cursor_within("starting_after", after, last, last_field="last_sequence_number")
 
 
 def openai_blueprint(settings: Settings) -> Blueprint:

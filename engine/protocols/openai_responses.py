@@ -246,6 +246,11 @@ class ResponsesProjection(DispatchingProjection):
         """The number a client that received everything so far resumes after (-1: none)."""
         return max(self._seq - 1, self._after)
 
+    @property
+    def numbered(self) -> int:
+        """How many events of the whole stream were numbered so far, written or not."""
+        return self._seq
+
     # -- Projection ------------------------------------------------------------------
 
     def _admit(self, event: Event, out: list[bytes]) -> bool:
