@@ -42,6 +42,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("cancel", "Cancel request → terminal frame", "ms", "lower", "cancel", "cancel_s", 1e3),
     Figure("disconnect", "Client close → producer cleanup done", "ms", "lower",
            "disconnect", "disconnect_s", 1e3),
+    Figure("capacity", "Capacity: most streams at 20 events/s with p99 added latency < 50 ms",
+           "streams", "higher", "capacity", "max_streams"),
     Figure("idle_memory", "Memory per idle keepalive stream (RSS growth / streams)", "KiB",
            "lower", "idle", "per_stream_bytes", 1 / 1024),
     Figure("keepalive_jitter", "Keepalive jitter, |gap - interval|", "ms", "lower", "idle",
@@ -82,6 +84,12 @@ class Scale:
     idle_keepalive_s: float
     idle_repeats: int  # each repeat starts every server afresh, so they cost the most
     idle_ramp_limit_s: float  # per level: a saturated server may never open them all
+    # The capacity search: probe levels from ``start`` doubling up to ``limit``, then bisect
+    # between the last level that held and the first that did not, ``refine`` times.
+    capacity_start: int
+    capacity_limit: int
+    capacity_refine: int
+    capacity_window_s: float
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,6 +103,7 @@ SCALES: dict[str, Scale] = {
         control_levels=(1, 4), control_count=8, control_interval_ms=10,
         idle_levels=(20, 50), idle_hold_s=1.1, idle_keepalive_s=0.5, idle_repeats=1,
         idle_ramp_limit_s=10,
+        capacity_start=5, capacity_limit=20, capacity_refine=0, capacity_window_s=0.5,
     ),
     # make bench-quick: the shape of the full run at a fraction of its size, in ~40 s.
     "quick": Scale(
@@ -105,6 +114,7 @@ SCALES: dict[str, Scale] = {
         control_levels=(1, 10), control_count=15, control_interval_ms=10,
         idle_levels=(100, 500), idle_hold_s=1.1, idle_keepalive_s=0.5, idle_repeats=1,
         idle_ramp_limit_s=15,
+        capacity_start=100, capacity_limit=1600, capacity_refine=1, capacity_window_s=1.0,
     ),
     "full": Scale(
         name="full", repeats=5,
@@ -116,6 +126,7 @@ SCALES: dict[str, Scale] = {
         # sustains (at 1 s, scopestream saturates near 4,000 and never opens them all).
         idle_levels=(1000, 5000, 10000), idle_hold_s=10.5, idle_keepalive_s=5.0, idle_repeats=2,
         idle_ramp_limit_s=60,
+        capacity_start=100, capacity_limit=6400, capacity_refine=3, capacity_window_s=3.0,
     ),
 }  # fmt: skip
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ._capacity import RATE_INTERVAL_MS, search
 from ._plan import FIGURES, Scale, Step, steps
 from ._servers import KEEPALIVE_OFF, ROOT, Server, ServerSpec, pin_preexec, running
 from ._stats import summarise
@@ -164,7 +165,9 @@ def run_suite(opts: RunOptions) -> tuple[Raw, list[dict[str, Any]]]:
     )
     stream_steps = [s for s in plan if s.phase == "stream"]
     idle_steps = [s for s in plan if s.phase == "idle" and idle_ok]
+    capacity = not opts.generic
     jobs = (len(stream_steps) * scale.repeats + len(idle_steps) * scale.idle_repeats) * len(names)
+    jobs += _capacity_probes(scale) * len(names) if capacity else 0  # at most; often fewer
     progress = _Progress(jobs)
     raw: Raw = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     records: list[dict[str, Any]] = []
@@ -196,10 +199,49 @@ def run_suite(opts: RunOptions) -> tuple[Raw, list[dict[str, Any]]]:
                 for repeat in range(scale.repeats):
                     for server in _rotate(servers, repeat):
                         do(server, step, repeat, {})
+            if capacity:
+                for server in servers:
+                    _capacity(scale, server, raw, do)
         _idle_phase(opts, idle_steps, do)
     finally:
         loadgen.close()
     return raw, records
+
+
+def _capacity_probes(scale: Scale) -> int:
+    doublings = 0
+    while scale.capacity_start << (doublings + 1) <= scale.capacity_limit:
+        doublings += 1
+    return doublings + 1 + scale.capacity_refine
+
+
+def _capacity(scale: Scale, server: Server, raw: Raw, do: _Do) -> None:
+    """Search one server's capacity (see ``benchmarks/_capacity.py``). Each probe is a latency
+    job filed under ``capacity_probe``; the level found is the ``capacity`` figure's one sample,
+    filed under level 0 (the table shows it as "search")."""
+
+    def probe(level: int) -> dict[str, Any] | None:
+        params = {
+            "streams": level,
+            "interval_ms": RATE_INTERVAL_MS,
+            "window_s": scale.capacity_window_s,
+            "event_bytes": 100,
+        }
+        step = Step("capacity_probe", level, "latency", params)
+        before = len(raw["capacity_probe"][level][server.name])
+        do(server, step, 0, {})
+        results = raw["capacity_probe"][level][server.name]
+        return results[-1] if len(results) > before else None
+
+    best, tried = search(
+        probe,
+        start=scale.capacity_start,
+        limit=scale.capacity_limit,
+        refine=scale.capacity_refine,
+    )
+    probes = [{"streams": level, "held": ok, "why": why} for level, ok, why in tried]
+    raw["capacity"][0][server.name].append({"max_streams": best, "probes": probes})
+    print(f"capacity {server.name}: {best} streams; probes {tried}", file=sys.stderr, flush=True)
 
 
 def _idle_phase(opts: RunOptions, idle_steps: list[Step], do: _Do) -> None:

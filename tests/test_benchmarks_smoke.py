@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks._capacity import holds, search
 from benchmarks._plan import FIGURES, SCALES
 from benchmarks._wire import BodyCounter, ResponseReader, SseReader, extract_stamp
 
@@ -84,6 +85,41 @@ def test_stamp_extraction() -> None:
     assert extract_stamp(b'{"text":"xxxx"}') is None
 
 
+def _probe_result(p99_ms: float, **overrides: object) -> dict[str, object]:
+    result: dict[str, object] = {
+        "latency_s": [p99_ms / 1e3] * 100,
+        "samples_total": 100,
+        "expected_samples": 100,
+        "streams_lost": 0,
+        "errors": [],
+    }
+    return {**result, **overrides}
+
+
+def test_a_level_holds_only_with_every_stream_on_time() -> None:
+    assert holds(_probe_result(10))[0]
+    assert not holds(_probe_result(60))[0]
+    assert not holds(_probe_result(10, streams_lost=1))[0]
+    assert not holds(_probe_result(10, errors=["HTTP 503"]))[0]
+    assert not holds(_probe_result(10, samples_total=80))[0]  # events went missing
+    assert not holds(_probe_result(10, latency_s=[]))[0]  # nothing measured is not a pass
+    assert not holds(None)[0]
+
+
+@pytest.mark.parametrize("capacity", [0, 50, 100, 150, 399, 1000, 5000])
+def test_capacity_search_finds_the_largest_level_that_holds(capacity: int) -> None:
+    def probe(level: int) -> dict[str, object]:
+        return _probe_result(10 if level <= capacity else 80)
+
+    found, tried = search(probe, start=100, limit=1600, refine=8)
+    if capacity >= 1600:
+        assert found == 1600  # held at the limit: reported as the limit
+    else:
+        assert found <= capacity  # never more than what held
+        assert capacity - found <= max(1, found // 20) + 1  # and within 5% of it
+    assert all(ok == (level <= capacity) for level, ok, _ in tried)
+
+
 @pytest.mark.e2e
 def test_smoke_run_produces_every_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench"
@@ -108,6 +144,7 @@ def test_smoke_run_produces_every_figure(tmp_path: Path) -> None:
         "cancel": scale.control_levels,
         "disconnect": scale.control_levels,
         "idle": scale.idle_levels,
+        "capacity": (0,),  # one figure: the level the search found
     }
     missing = []
     for fig in FIGURES:

@@ -41,7 +41,8 @@ def _figure_rows(figs: dict[str, Any], servers: list[str]) -> list[str]:
     for key, fig in figs.items():
         tail = _tail(fig["better"])
         for level, row in fig["levels"].items():
-            cells = [f"{fig['title']} (`{key}`)", f"{fig['unit']}, {tail}", f"{int(level):,}"]
+            streams = f"{int(level):,}" if int(level) else "search"
+            cells = [f"{fig['title']} (`{key}`)", f"{fig['unit']}, {tail}", streams]
             for s in servers:
                 stats = row.get(s, {})
                 cell = f"{_num(stats.get('median', math.nan))} / {_num(stats.get(tail, math.nan))}"
