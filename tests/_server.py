@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -30,10 +31,11 @@ class Server:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    scheme: str = "http"
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def client(self, **kwargs: object) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=20, **kwargs)  # type: ignore[arg-type]
@@ -70,9 +72,16 @@ def start_expecting_exit(
 
 @contextmanager
 def run_server(
-    tmp_path: Path, env: Mapping[str, str] | None = None, *, graceful_timeout: float = 3
+    tmp_path: Path,
+    env: Mapping[str, str] | None = None,
+    *,
+    graceful_timeout: float = 3,
+    tls: tuple[Path, Path, ssl.SSLContext] | None = None,
 ) -> Iterator[Server]:
+    """Serve on a free loopback port; with ``tls`` (certificate file, key file, and a client
+    context that trusts them) over TLS, which offers HTTP/2 through ALPN."""
     port = free_port()
+    tls_args = ["--certfile", str(tls[0]), "--keyfile", str(tls[1])] if tls else []
     log_path = tmp_path / f"server-{port}.log"
     full_env = {**os.environ, "PYTHONPATH": str(ROOT), **(env or {})}
     with log_path.open("wb") as log:
@@ -85,6 +94,7 @@ def run_server(
                 f"127.0.0.1:{port}",
                 "--graceful-timeout",
                 str(graceful_timeout),
+                *tls_args,
                 "app:serve",
             ],
             cwd=ROOT,
@@ -93,14 +103,15 @@ def run_server(
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
-    server = Server(port, process, log_path)
+    server = Server(port, process, log_path, "https" if tls else "http")
     try:
         deadline = time.monotonic() + 30
         while True:
             if process.poll() is not None:
                 raise RuntimeError(f"server exited early:\n{server.log()}")
             try:
-                if httpx.get(server.url + "/healthz", timeout=1).status_code == 200:
+                verify: ssl.SSLContext | bool = tls[2] if tls else True
+                if httpx.get(server.url + "/healthz", timeout=1, verify=verify).status_code == 200:
                     break
             except httpx.HTTPError:
                 pass
