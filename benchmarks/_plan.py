@@ -39,6 +39,8 @@ FIGURES: tuple[Figure, ...] = (
     Figure("first_event", "Time to first event", "ms", "lower", "first_event", "ttfe_s", 1e3),
     Figure("latency", "Added latency, producer emit → client receive", "ms", "lower",
            "latency", "latency_s", 1e3),
+    Figure("latency_h2", "Added latency over HTTP/2, 10 streams per connection", "ms", "lower",
+           "latency_h2", "latency_s", 1e3),
     Figure("cancel", "Cancel request → terminal frame", "ms", "lower", "cancel", "cancel_s", 1e3),
     Figure("disconnect", "Client close → producer cleanup done", "ms", "lower",
            "disconnect", "disconnect_s", 1e3),
@@ -59,6 +61,7 @@ class Step:
     params: dict[str, Any]
     phase: Phase = "stream"
     timeout_s: float = 120.0
+    http2: bool = False  # only for the servers that speak HTTP/2
 
     @property
     def name(self) -> str:
@@ -163,6 +166,15 @@ def steps(scale: Scale, *, generic: bool = False) -> list[Step]:
             "event_bytes": 100,
         }
         out.append(Step("latency", n, "latency", params))
+    for n in scale.latency_levels:
+        params = {
+            "streams": n,
+            "interval_ms": scale.latency_interval_ms,
+            "window_s": scale.latency_window_s,
+            "event_bytes": 100,
+            "per_connection": 10,
+        }
+        out.append(Step("latency_h2", n, "latency_h2", params, http2=True))
     for group in ("cancel", "disconnect"):
         for n in scale.control_levels:
             params = {

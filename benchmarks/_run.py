@@ -166,7 +166,9 @@ def run_suite(opts: RunOptions) -> tuple[Raw, list[dict[str, Any]]]:
     stream_steps = [s for s in plan if s.phase == "stream"]
     idle_steps = [s for s in plan if s.phase == "idle" and idle_ok]
     capacity = not opts.generic
-    jobs = (len(stream_steps) * scale.repeats + len(idle_steps) * scale.idle_repeats) * len(names)
+    h2_servers = sum(spec.http2 for spec in opts.specs) + sum(s.http2 for s in opts.external)
+    jobs = sum(h2_servers if s.http2 else len(names) for s in stream_steps) * scale.repeats
+    jobs += len(idle_steps) * scale.idle_repeats * len(names)
     jobs += _capacity_probes(scale) * len(names) if capacity else 0  # at most; often fewer
     progress = _Progress(jobs)
     raw: Raw = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
@@ -198,7 +200,8 @@ def run_suite(opts: RunOptions) -> tuple[Raw, list[dict[str, Any]]]:
             for step in stream_steps:
                 for repeat in range(scale.repeats):
                     for server in _rotate(servers, repeat):
-                        do(server, step, repeat, {})
+                        if server.http2 or not step.http2:
+                            do(server, step, repeat, {})
             if capacity:
                 for server in servers:
                     _capacity(scale, server, raw, do)

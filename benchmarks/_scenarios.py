@@ -17,10 +17,11 @@ import itertools
 import json
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from ._client import StreamClient, open_exchange, open_stream, request
+from ._client_h2 import H2Stream, H2StreamConnection, open_h2
 from ._procs import tree_rss
 from ._target import Target
 from ._wire import build_request, extract_stamp
@@ -48,7 +49,7 @@ def _thin(samples: list[float]) -> list[float]:
     return random.Random(0).sample(samples, _MAX_SAMPLES)
 
 
-def _errors(clients: list[StreamClient]) -> list[str]:
+def _errors(clients: Sequence[Any]) -> list[str]:
     out = [c.error for c in clients if c.error]
     out += [f"HTTP {c.status}" for c in clients if c.status not in (None, 200)]
     return out[:20]
@@ -159,30 +160,81 @@ async def latency(
     ``streams`` streams emit one stamped event every ``interval_ms``; their starts are spread
     over one interval (or 1 ms apart at least) so they do not tick in lockstep. The window opens
     one interval after every stream has delivered its first event (stream start-up is not
-    steady state) and lasts ``window_s``.
+    steady state) and lasts ``window_s``. Each stream has a connection of its own.
     """
-    interval = interval_ms / 1000
-    window = [float("inf"), float("-inf")]
-    samples: list[float] = []
-    flowing: set[int] = set()  # id() of the clients that received an event
     req = target.stream_request(
         events=_FOREVER, event_bytes=event_bytes, interval_ms=interval_ms, stamp=True
     )
 
-    def on_frame(c: StreamClient, event: bytes, data: bytes, comment: bool) -> None:
+    async def open_one(on_frame: Any) -> StreamClient:
+        return await open_stream(target.host, target.port, req, on_frame)
+
+    def close(clients: list[StreamClient]) -> None:
+        for c in clients:
+            c.disconnect(reset=True)
+
+    return await _latency(target, open_one, close, streams, interval_ms, window_s)
+
+
+async def latency_h2(
+    target: Target,
+    *,
+    streams: int,
+    interval_ms: float,
+    window_s: float,
+    event_bytes: int,
+    per_connection: int,
+) -> dict[str, Any]:
+    """:func:`latency` with the streams multiplexed over HTTP/2 connections (h2c, prior
+    knowledge), ``per_connection`` streams on each, as a browser page following several runs
+    over one connection."""
+    body = json.dumps({
+        "producer": "synthetic",
+        "input": {"events": _FOREVER, "event_bytes": event_bytes, "interval_ms": interval_ms,
+                  "stamp": True},
+        "stream": True,
+    }).encode()  # fmt: skip
+    connections: list[H2StreamConnection] = []
+
+    async def open_one(on_frame: Any) -> H2Stream:
+        if not connections or len(connections[-1].streams) >= per_connection:
+            connections.append(await open_h2(target.host, target.port))
+        return connections[-1].open(target.host, target.path, body, on_frame)
+
+    def close(_streams: list[H2Stream]) -> None:
+        for conn in connections:
+            conn.close()
+
+    return await _latency(target, open_one, close, streams, interval_ms, window_s)
+
+
+async def _latency(
+    target: Target,
+    open_one: Callable[[Any], Awaitable[Any]],
+    close: Callable[[list[Any]], None],
+    streams: int,
+    interval_ms: float,
+    window_s: float,
+) -> dict[str, Any]:
+    interval = interval_ms / 1000
+    window = [float("inf"), float("-inf")]
+    samples: list[float] = []
+    flowing: set[int] = set()  # id() of the clients that received an event
+
+    def on_frame(c: Any, event: bytes, data: bytes, comment: bool) -> None:
         if event == _DELTA or (target.kind == "generic" and not comment):
             flowing.add(id(c))
             stamp = extract_stamp(data)
             if stamp is not None and window[0] <= stamp <= window[1]:
                 samples.append(c.recv_wall - stamp)
 
-    clients: list[StreamClient] = []
+    clients: list[Any] = []
     pace = max(interval / streams, 0.001)
     t0 = time.perf_counter()
     try:
         for j in range(streams):
             await asyncio.sleep(max(0.0, t0 + j * pace - time.perf_counter()))
-            clients.append(await open_stream(target.host, target.port, req, on_frame))
+            clients.append(await open_one(on_frame))
         give_up = time.perf_counter() + 30
         while len(flowing) < streams and time.perf_counter() < give_up:
             if any(c.finished.done() for c in clients):
@@ -195,8 +247,7 @@ async def latency(
         window[:] = [float("inf"), float("-inf")]
         lost = sum(1 for c in clients if c.finished.done())
     finally:
-        for c in clients:
-            c.disconnect(reset=True)
+        close(clients)
     return {
         "latency_s": _thin(samples),
         "samples_total": len(samples),
@@ -439,6 +490,7 @@ SCENARIOS: dict[str, Callable[..., Awaitable[dict[str, Any]]]] = {
     "throughput": throughput,
     "first_event": first_event,
     "latency": latency,
+    "latency_h2": latency_h2,
     "cancel": cancel,
     "disconnect": disconnect,
     "idle": idle,

@@ -65,6 +65,7 @@ class ServerSpec:
     argv: tuple[str, ...]
     env: dict[str, str] = field(default_factory=dict)
     description: str = ""
+    http2: bool = False  # speaks HTTP/2 with prior knowledge (h2c) on its port
 
     def command(self, port: int, keepalive: float) -> list[str]:
         return [a.format(port=port, keepalive=keepalive) for a in self.argv]
@@ -97,6 +98,7 @@ def local_specs() -> dict[str, ServerSpec]:
                 "SCOPESTREAM_LOG_LEVEL": "WARNING",
             },
             "hypercorn -k trio app:serve",
+            http2=True,
         ),
         "sse-starlette": ServerSpec(
             "sse-starlette",
@@ -122,6 +124,7 @@ class Server:
     proc: subprocess.Popen[bytes] | None = None
     pids: list[int] = field(default_factory=list)
     description: str = ""
+    http2: bool = False
 
     def alive(self) -> bool:
         return self.proc is None or self.proc.poll() is None
@@ -188,6 +191,6 @@ def running(
                 raise RuntimeError(f"{spec.name} did not start; see {log_path}")
             time.sleep(0.1)
         target = Target(spec.name, "127.0.0.1", port)
-        yield Server(spec.name, target, proc, [proc.pid], spec.description)
+        yield Server(spec.name, target, proc, [proc.pid], spec.description, spec.http2)
     finally:
         _stop(spec.name, proc)
