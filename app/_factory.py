@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 from quart import Response
 from quart.globals import request_ctx
 from quart_schema import QuartSchema
@@ -62,12 +64,23 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     @app.before_serving
     async def _open_engine() -> None:
         await current_service().open(app.nursery)
+        freeze_startup_heap()
 
     @app.after_serving
     async def _close_engine() -> None:
         await current_service().close()
 
     return app
+
+
+def freeze_startup_heap() -> None:
+    """Move everything allocated by start-up (modules, the app, pydantic schemas: a few hundred
+    thousand objects) out of the garbage collector's reach. They live as long as the process,
+    yet every full collection would walk them all: tens of milliseconds during which no stream
+    moves, which is what a stream's tail latency showed. Runs and connections made afterwards
+    are collected as usual."""
+    gc.collect()
+    gc.freeze()
 
 
 def create_asgi(settings: Settings | None = None) -> ScopestreamASGI:
