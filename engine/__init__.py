@@ -35,6 +35,8 @@ from ._events import RunStatus as RunStatus
 from ._events import Usage as Usage
 from ._observer import CloseReason as CloseReason
 from ._observer import EngineObserver as EngineObserver
+from ._output import OutputItem as OutputItem
+from ._output import RunOutput as RunOutput
 from ._runs import Interaction as Interaction
 from ._runs import Producer as Producer
 from ._runs import Run as Run
@@ -65,11 +67,13 @@ __all__ = [
     "InteractionNotFound",
     "InteractionNotPending",
     "Outcome",
+    "OutputItem",
     "Producer",
     "Run",
     "RunConflict",
     "RunContext",
     "RunNotFound",
+    "RunOutput",
     "RunStatus",
     "ScopestreamError",
     "Usage",

@@ -55,6 +55,12 @@ class EngineConfig:
     shutdown_grace: float = 5.0
     pending_cancel_ttl: float = 60.0  # a cancel for a client_run_id not created yet
     max_pending_cancels: int = 10_000  # beyond this, the oldest remembered cancel is dropped
+    # Byte budgets (estimated sizes, see ``engine/_output.py``), so that memory is bounded by
+    # bytes and not only by counts:
+    max_event_bytes: int = 1_048_576  # one event; a larger emit fails the run
+    max_log_bytes: int = 33_554_432  # the retained log of one run; the oldest events go first
+    max_output_bytes: int = 16_777_216  # one run's whole answer; beyond it the run fails
+    max_chunk_bytes: int = 1_048_576  # one write to a connection (at least one event)
 
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0:
@@ -63,6 +69,12 @@ class EngineConfig:
             raise ValueError(f"connection_buffer must be >= {MIN_CONNECTION_BUFFER}")
         if self.connection_buffer >= self.max_log_events:
             raise ValueError("connection_buffer must be smaller than max_log_events")
+        for name in ("max_event_bytes", "max_log_bytes", "max_output_bytes", "max_chunk_bytes"):
+            if getattr(self, name) < 1024:
+                raise ValueError(f"{name} must be >= 1024")
+        if self.max_event_bytes > self.max_log_bytes:
+            # The log always keeps its newest event, so one event must fit in it.
+            raise ValueError("max_event_bytes must not exceed max_log_bytes")
         for name in ("run_timeout", "stall_timeout"):
             value = getattr(self, name)
             if value is not None and value <= 0:

@@ -15,6 +15,10 @@ flight (events that arrive while it is idle do not count). When a write returns 
 that arrived meanwhile, the connection ends with a slow-consumer frame carrying its cursor;
 the client can resume from there. Replaying a long log is not lagging: a replay is read in
 chunks no larger than the buffer.
+
+Bounded chunks: one chunk holds at most 512 events and at most ``max_chunk_bytes`` of them
+(estimated, at least one event), so a connection never holds more than about one chunk of
+frames, however large the run's events: followers do not multiply a run's memory.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ _MAX_CHUNK_EVENTS = 512
 class Connection:
     __slots__ = (
         "_buffer",
+        "_chunk_bytes",
         "_cursor",
         "_finished",
         "_keepalive",
@@ -52,6 +57,7 @@ class Connection:
         self.projection = projection
         self._cursor = max(0, cursor)
         self._buffer = config.connection_buffer
+        self._chunk_bytes = config.max_chunk_bytes
         self._keepalive = config.keepalive_interval
         self._last_frame_at = trio.current_time()
         self._seen_last_seq = max(self._cursor, run.log.last_seq)
@@ -133,7 +139,9 @@ class Connection:
             self.close_reason = "slow_consumer"
             return self.projection.slow_consumer(self._cursor)
         self._seen_last_seq = log.last_seq
-        missing_from, events = log.read(self._cursor, min(self._buffer, _MAX_CHUNK_EVENTS))
+        missing_from, events = log.read(
+            self._cursor, min(self._buffer, _MAX_CHUNK_EVENTS), self._chunk_bytes
+        )
         chunk = self.projection.gap(missing_from, events[0].seq - 1) if missing_from else b""
         self._cursor = events[-1].seq
         chunk += self.projection.events(events)

@@ -43,7 +43,9 @@ class RunContext:
         append: once a run is cancelled, no event of its producer reaches the log. Yields to
         the scheduler every :data:`YIELD_EVERY` events."""
         await trio.lowlevel.checkpoint_if_cancelled()
-        self._run._emit(type, data)
+        if not self._run._emit(type, data):
+            # Over a byte budget: the run failed and cancelled this producer's scope.
+            await trio.lowlevel.checkpoint_if_cancelled()
         self._unyielded += 1
         if self._unyielded >= YIELD_EVERY:
             self._unyielded = 0

@@ -80,6 +80,10 @@ _HTTP_STATUS = {
     ErrorCode.INTERACTION_NOT_SUPPORTED: 501,
     ErrorCode.CONTENT_FILTER: 400,
     ErrorCode.SERVER_ERROR: 500,
+    # The answer could not be held whole within the server's budgets: the server's limit,
+    # not a malformed request, and a retry would meet the same limit.
+    ErrorCode.EVENT_TOO_LARGE: 500,
+    ErrorCode.OUTPUT_TOO_LARGE: 500,
 }
 
 

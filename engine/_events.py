@@ -84,6 +84,10 @@ class ErrorCode(StrEnum):
     INTERACTION_TIMEOUT = "interaction_timeout"
     INTERACTION_NOT_SUPPORTED = "interaction_not_supported"
     CONTENT_FILTER = "content_filter"
+    #: One event was larger than the engine's per-event limit (``max_event_bytes``).
+    EVENT_TOO_LARGE = "event_too_large"
+    #: The run's answer grew past its output budget (``max_output_bytes``).
+    OUTPUT_TOO_LARGE = "output_too_large"
 
 
 class CancelReason(StrEnum):

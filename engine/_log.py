@@ -5,13 +5,15 @@ wait on readers. Readers (connections) keep their own cursor and park on the log
 :class:`trio.lowlevel.ParkingLot` until something past their cursor exists; one
 ``unpark_all`` per append wakes every follower without any per-follower allocation.
 
-Retention is bounded by ``max_events``: the oldest events are dropped first. A reader whose
-cursor points before the first retained event gets told so (see :meth:`EventLog.read`),
-never a silent skip.
+Retention is bounded by ``max_events`` and by ``max_bytes`` (the events' estimated sizes,
+see ``engine/_output.py``): the oldest events are dropped first, and the newest event is
+always kept. A reader whose cursor points before the first retained event gets told so
+(see :meth:`EventLog.read`), never a silent skip.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,16 +25,35 @@ __all__ = ["EventLog"]
 
 
 class EventLog:
-    __slots__ = ("_events", "_first_seq", "_lot", "_max_events", "closed", "run_id")
+    __slots__ = (
+        "_base",
+        "_ends",
+        "_events",
+        "_first_seq",
+        "_head",
+        "_lot",
+        "_max_bytes",
+        "_max_events",
+        "closed",
+        "run_id",
+    )
 
-    def __init__(self, run_id: str, max_events: int) -> None:
+    def __init__(self, run_id: str, max_events: int, max_bytes: int | None = None) -> None:
         if max_events < 2:
             raise ValueError("max_events must be at least 2")
         self.run_id = run_id
         self._max_events = max_events
-        # A list plus a moving start: slicing from a cursor is O(lag), and dropping the
-        # oldest half at once keeps trimming amortised O(1) per append.
+        self._max_bytes = max_bytes
+        # A list plus a moving head: slicing from a cursor is O(lag), trimming moves the head
+        # and the dropped prefix is deleted in one go once it is large (amortised O(1) per
+        # append, and never more than a quarter of the byte budget held past the budget).
         self._events: list[Event] = []
+        # _ends[i]: the estimated bytes of every event up to and including _events[i], since
+        # the run began. Retained bytes and byte-bounded reads are then one subtraction and
+        # one bisection, with no per-event loop.
+        self._ends: list[int] = []
+        self._base = 0  # bytes of every event before _events[0]
+        self._head = 0  # index of the first retained event in _events
         self._first_seq = 1  # seq of self._events[0]
         self._lot = trio.lowlevel.ParkingLot()
         self.closed = False  # the terminal event has been appended
@@ -44,37 +65,83 @@ class EventLog:
     @property
     def first_seq(self) -> int:
         """The oldest retained seq (``last_seq + 1`` when the log is empty)."""
-        return self._first_seq
+        return self._first_seq + self._head
 
-    def append(self, type: EventType, data: Mapping[str, Any]) -> Event:
+    @property
+    def retained_bytes(self) -> int:
+        """The estimated bytes of the retained events (at most ``max_bytes``)."""
+        if not self._events:
+            return 0
+        return self._ends[-1] - self._bytes_before(self._head)
+
+    @property
+    def held_bytes(self) -> int:
+        """The estimated bytes of every event still referenced, dropped ones not yet deleted
+        included (at most ``max_bytes`` plus a quarter of it, plus one event)."""
+        return self._ends[-1] - self._base if self._events else 0
+
+    def append(self, type: EventType, data: Mapping[str, Any], size: int = 0) -> Event:
+        """Append an event whose estimated size is ``size``; trims the oldest events."""
         if self.closed:
             raise RuntimeError("the run's log is closed: its terminal event was written")
-        event = Event(self.last_seq + 1, type, self.run_id, data)
-        self._events.append(event)
+        events, ends = self._events, self._ends
+        event = Event(self._first_seq + len(events), type, self.run_id, data)
+        events.append(event)
+        total = (ends[-1] if ends else self._base) + size
+        ends.append(total)
         if event.terminal:
             self.closed = True
-        if len(self._events) > self._max_events:
-            drop = len(self._events) - self._max_events
-            if drop * 2 >= self._max_events or self.closed:
-                del self._events[:drop]
-                self._first_seq += drop
+        head = self._head
+        if len(events) - head > self._max_events:
+            head = len(events) - self._max_events
+        max_bytes = self._max_bytes
+        if max_bytes is not None and total - self._bytes_before(head) > max_bytes:
+            # The first index whose preceding bytes leave at most max_bytes; the newest
+            # event always stays.
+            head = min(bisect_left(ends, total - max_bytes, lo=head) + 1, len(events) - 1)
+        if head != self._head:
+            self._head = head
+            dropped = self._bytes_before(head) - self._base
+            if (
+                head * 2 >= len(events)
+                or self.closed
+                or (max_bytes is not None and dropped * 4 >= max_bytes)
+            ):
+                self._compact()
         self._lot.unpark_all()
         return event
 
-    def retained(self) -> int:
-        return min(len(self._events), self._max_events)
+    def _bytes_before(self, index: int) -> int:
+        return self._ends[index - 1] if index else self._base
 
-    def read(self, cursor: int, limit: int | None = None) -> tuple[int, list[Event]]:
-        """Events after ``cursor`` (at most ``limit``), and the first missing seq.
+    def _compact(self) -> None:
+        head = self._head
+        self._base = self._ends[head - 1]
+        del self._events[:head]
+        del self._ends[:head]
+        self._first_seq += head
+        self._head = 0
+
+    def retained(self) -> int:
+        return len(self._events) - self._head
+
+    def read(
+        self, cursor: int, limit: int | None = None, max_bytes: int | None = None
+    ) -> tuple[int, list[Event]]:
+        """Events after ``cursor`` (at most ``limit`` of them, and no more than ``max_bytes``
+        of estimated size, but at least one), and the first missing seq.
 
         Returns ``(missing_from, events)``: if events ``cursor+1 .. first-1`` are no longer
         retained, ``missing_from`` is ``cursor + 1`` and ``events`` starts at the first
         retained one; otherwise ``missing_from`` is 0.
         """
-        start = self._first_seq + max(0, len(self._events) - self._max_events)
+        start = self._first_seq + self._head
         missing_from = cursor + 1 if cursor + 1 < start else 0
         index = max(cursor + 1, start) - self._first_seq
-        stop = None if limit is None else index + limit
+        stop = len(self._events) if limit is None else min(len(self._events), index + limit)
+        if max_bytes is not None and index < stop:
+            budget = self._bytes_before(index) + max_bytes
+            stop = max(index + 1, bisect_right(self._ends, budget, lo=index, hi=stop))
         return missing_from, self._events[index:stop]
 
     def all(self) -> list[Event]:

@@ -43,6 +43,7 @@ from ._events import (
 )
 from ._log import EventLog
 from ._observer import EngineObserver
+from ._output import OUTPUT_TYPES, RunOutput, data_bytes
 from ._state import RunState
 
 if TYPE_CHECKING:
@@ -101,8 +102,9 @@ class Run:
         self.input = input
         #: The embedder's own notes about the run; the engine never reads them.
         self.metadata: dict[str, Any] = {}
-        self.log = EventLog(self.id, config.max_log_events)
-        self.usage: Usage | None = None
+        self.log = EventLog(self.id, config.max_log_events, config.max_log_bytes)
+        #: The whole answer so far, kept apart from the (trimmed) log: see ``_output``.
+        self.output = RunOutput()
         # Wall-clock timestamps (time.time()) for people and other processes.
         self.created_at = time.time()
         self.started_at: float | None = None
@@ -127,6 +129,11 @@ class Run:
         self._grace_scope: trio.CancelScope | None = None
 
     # -- reading ------------------------------------------------------------------------
+
+    @property
+    def usage(self) -> Usage | None:
+        """The last usage the producer reported."""
+        return self.output.usage
 
     @property
     def status(self) -> RunStatus:
@@ -250,7 +257,9 @@ class Run:
     def _write_terminal(self) -> None:
         outcome = self._state.finish()
         self._clear_interaction()
-        self.log.append(outcome.event_type, outcome.as_dict())
+        data = outcome.as_dict()
+        self.log.append(outcome.event_type, data, data_bytes(data))
+        self.output.finish(outcome)
         self.ended_at = time.time()
         self.terminal_at = trio.current_time()
         self._done.set()
@@ -298,11 +307,30 @@ class Run:
 
     # -- used by RunContext -------------------------------------------------------------
 
-    def _emit(self, type: EventType, data: Mapping[str, Any]) -> None:
-        self.log.append(type, data)
+    def _emit(self, type: EventType, data: Mapping[str, Any]) -> bool:
+        """Append an event to the log and fold it into the output. False, with nothing
+        appended, when it breaks a byte budget: the run has then failed (the producer's
+        scope is cancelled, so the producer sees Cancelled at its next checkpoint)."""
+        size = data_bytes(data)
+        config = self._config
+        if size > config.max_event_bytes:
+            self._fail(
+                ErrorCode.EVENT_TOO_LARGE,
+                f"The run produced an event of about {size} bytes; the limit is "
+                f"{config.max_event_bytes}.",
+            )
+            return False
+        if type in OUTPUT_TYPES and self.output.bytes + size > config.max_output_bytes:
+            self._fail(
+                ErrorCode.OUTPUT_TOO_LARGE,
+                f"The run's output exceeded {config.max_output_bytes} bytes, the most the "
+                "server keeps for one answer.",
+            )
+            return False
+        self.log.append(type, data, size)
+        self.output.add(type, data, size)
         self._last_progress = trio.current_time()
-        if type is EventType.USAGE:
-            self.usage = Usage(int(data["input_tokens"]), int(data["output_tokens"]))
+        return True
 
     async def _ask(self, prompt: str, answer_within: float | None) -> Any:
         if not self._config.interactive:

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from engine import CancelReason, ErrorCode, Event, EventType, http_status_for
+from engine import CancelReason, ErrorCode, Event, EventType, RunOutput, http_status_for
 from engine.protocols import ChatCompletionsProjection, chat_completion_object
 
 from ._eventlog import (
@@ -266,7 +266,9 @@ def test_chat_completion_object_assembles_message() -> None:
         ],
         completed("tool_calls"),
     )
-    obj = chat_completion_object(log, completion_id="chatcmpl-1", model="m", created=5)
+    obj = chat_completion_object(
+        RunOutput.from_events(log), completion_id="chatcmpl-1", model="m", created=5
+    )
     assert obj["id"] == "chatcmpl-1" and obj["object"] == "chat.completion"
     choice = obj["choices"][0]
     assert choice["finish_reason"] == "tool_calls"
@@ -280,10 +282,15 @@ def test_chat_completion_object_assembles_message() -> None:
 
 def test_chat_completion_object_tool_only_has_null_content() -> None:
     log = make_log("run_1", tool_call("a", "f", (), {}), completed("tool_calls"))
-    obj = chat_completion_object(log, completion_id="c", model="m", created=1)
+    obj = chat_completion_object(
+        RunOutput.from_events(log), completion_id="c", model="m", created=1
+    )
     assert obj["choices"][0]["message"]["content"] is None
     empty = chat_completion_object(
-        make_log("r", [], completed()), completion_id="c", model="m", created=1
+        RunOutput.from_events(make_log("r", [], completed())),
+        completion_id="c",
+        model="m",
+        created=1,
     )
     assert empty["choices"][0]["message"] == {"role": "assistant", "content": "", "refusal": None}
 
@@ -292,5 +299,8 @@ def test_chat_completion_object_tool_only_has_null_content() -> None:
 def test_chat_completion_object_refuses_runs_that_did_not_complete(terminal: Any) -> None:
     with pytest.raises(ValueError, match="completed run"):
         chat_completion_object(
-            make_log("run_1", text("x"), terminal), completion_id="c", model="m", created=1
+            RunOutput.from_events(make_log("run_1", text("x"), terminal)),
+            completion_id="c",
+            model="m",
+            created=1,
         )

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine import CancelReason, ErrorCode, Event, EventType
+from engine import CancelReason, ErrorCode, Event, EventType, RunOutput
 from engine.protocols import (
     RESPONSES_ERROR_CODES,
     ResponsesProjection,
@@ -186,7 +186,9 @@ def test_batching_does_not_change_the_bytes(log: list[Event], cuts: list[int]) -
 @settings(max_examples=100, deadline=None)
 @given(logs())
 def test_response_object_matches_the_streams_terminal(log: list[Event]) -> None:
-    snapshot = response_object(log, response_id="resp_r1", model="echo", created_at=1700000000)
+    snapshot = response_object(
+        RunOutput.from_events(log), response_id="resp_r1", model="echo", created_at=1700000000
+    )
     events = wire(project(log))
     if log[-1].terminal:
         assert snapshot == events[-1]["response"]
@@ -258,7 +260,9 @@ def test_cancelled_is_failed_with_status_cancelled(reason: CancelReason) -> None
     assert (response["status"], response["error"]) == ("cancelled", None)
     # the text was closed when the tool call began; the call never became ready
     assert [item["status"] for item in response["output"]] == ["completed", "incomplete"]
-    snapshot = response_object(log, response_id="resp_r1", model="echo", created_at=1700000000)
+    snapshot = response_object(
+        RunOutput.from_events(log), response_id="resp_r1", model="echo", created_at=1700000000
+    )
     assert snapshot["status"] == "cancelled"
 
 
@@ -368,7 +372,11 @@ def test_early_failure() -> None:
 def test_response_object_states() -> None:
     def obj(log: list[Event], background: bool = False) -> dict[str, Any]:
         return response_object(
-            log, response_id="resp_r1", model="echo", created_at=5, background=background
+            RunOutput.from_events(log),
+            response_id="resp_r1",
+            model="echo",
+            created_at=5,
+            background=background,
         )
 
     queued = obj([], background=True)

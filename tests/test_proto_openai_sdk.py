@@ -23,7 +23,7 @@ from openai.types.responses import (
     ResponseIncompleteEvent,
 )
 
-from engine import CancelReason, ErrorCode, Event, EventType
+from engine import CancelReason, ErrorCode, Event, EventType, RunOutput
 from engine.protocols import (
     RESPONSES_ERROR_CODES,
     ChatCompletionsProjection,
@@ -173,7 +173,9 @@ def test_chat_sdk_ignores_interaction_comment() -> None:
 
 
 def test_chat_sdk_reads_non_streaming_object() -> None:
-    body = chat_completion_object(TOOL_LOG, completion_id="chatcmpl-abc", model="echo", created=1)
+    body = chat_completion_object(
+        RunOutput.from_events(TOOL_LOG), completion_id="chatcmpl-abc", model="echo", created=1
+    )
 
     def handler(request: Any) -> Any:
         return http.Response(200, json=body)
@@ -345,7 +347,9 @@ def test_responses_sdk_slow_consumer_error_event_carries_resume_cursor() -> None
     ],
 )
 def test_responses_sdk_retrieve_parses_response_object(log: list[Event], status: str) -> None:
-    body = response_object(log, response_id="resp_abc", model="echo", created_at=1700000000)
+    body = response_object(
+        RunOutput.from_events(log), response_id="resp_abc", model="echo", created_at=1700000000
+    )
 
     def handler(request: Any) -> Any:
         return http.Response(200, json=body)

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -27,6 +26,7 @@ from engine.protocols import (
     chat_completion_object,
     openai_error,
     response_object,
+    responses_event_count,
 )
 
 from ..compat_schemas import (
@@ -80,7 +80,7 @@ def _error_response(outcome: Failed | Cancelled, status: int) -> Response:
 
 def _response_for(run: Run) -> dict[str, Any]:
     return response_object(
-        run.log.all(),
+        run.output,
         response_id="resp_" + _suffix(run),
         model=run.producer_name,
         created_at=int(run.created_at),
@@ -113,18 +113,12 @@ def _responses_projection(run: Run, response_id: str, after: int | None) -> Resp
     )
 
 
-def _check_starting_after(run: Run, response_id: str, after: int | None) -> None:
+def _check_starting_after(run: Run, after: int | None) -> None:
     """A 400 if ``starting_after`` is past the last event the response's stream has had so
-    far. Its sequence numbers are a function of the run's log (see ResponsesProjection), so
-    replaying the log tells; a cursor past every event builds no frame on the way."""
+    far. The count comes from the run's output in O(1), with no replay of the log."""
     if after is None:
         return
-    events = run.log.all()
-    if events and events[0].seq != 1:
-        return  # a trimmed log cannot be numbered: the stream itself says so
-    numbering = _responses_projection(run, response_id, sys.maxsize)
-    numbering.events(events)
-    last = numbering.numbered - 1
+    last = responses_event_count(run.output) - 1
     check_cursor_within("starting_after", after, last, last_field="last_sequence_number")
 
 
@@ -174,7 +168,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
         if isinstance(outcome, Cancelled):
             return _error_response(outcome, 409)
         body = chat_completion_object(
-            run.log.all(), completion_id=completion_id, model=data.model, created=created
+            run.output, completion_id=completion_id, model=data.model, created=created
         )
         return json_response(body, headers={"x-run-id": run.id})
 
@@ -229,7 +223,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
         if not bool_param("stream"):
             return json_response(_response_for(run))
         after = cursor_param("starting_after", request.args.get("starting_after"))
-        _check_starting_after(run, response_id, after)
+        _check_starting_after(run, after)
         projection = _responses_projection(run, response_id, after)
         return await stream_response(Connection(run, projection), early_failure=False)
 

@@ -19,6 +19,7 @@ from .openai_responses import RESPONSES_ERROR_CODES as RESPONSES_ERROR_CODES
 from .openai_responses import ResponsesProjection as ResponsesProjection
 from .openai_responses import response_error_code as response_error_code
 from .openai_responses import response_object as response_object
+from .openai_responses import responses_event_count as responses_event_count
 
 __all__ = [
     "RESPONSES_ERROR_CODES",
@@ -32,4 +33,5 @@ __all__ = [
     "openai_error",
     "response_error_code",
     "response_object",
+    "responses_event_count",
 ]

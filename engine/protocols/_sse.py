@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 __all__ = ["SSE_HEADERS", "dumps", "sse_comment", "sse_data", "sse_frame"]
@@ -17,10 +18,27 @@ SSE_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
+#: A Python ``str`` may hold surrogate code points (from ``"\\ud800"`` in JSON, from
+#: ``surrogateescape`` decoding, from a producer's own slicing). In a ``str`` each is a code
+#: point of its own (a JSON escape pair decodes to one astral character), and no UTF-8
+#: encoder takes it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 def dumps(value: Any) -> str:
-    """Compact JSON. A JSON text never contains a raw newline, so it fits one ``data:`` line."""
-    return _encoder.encode(value)
+    """Compact JSON that always encodes to valid UTF-8. A JSON text never contains a raw
+    newline, so it fits one ``data:`` line.
+
+    This is the one place where text leaving the engine is made safe: every projection and
+    every JSON body is built on it, and the frames around it are ASCII. A lone surrogate is
+    replaced by U+FFFD (the replacement character), which every strict JSON parser accepts;
+    a ``\\udXXX`` escape would be valid JSON, but strict parsers refuse it and it would
+    pass an unusable value on. ASCII text (an O(1) check) costs nothing more.
+    """
+    text = _encoder.encode(value)
+    if text.isascii() or _SURROGATE.search(text) is None:
+        return text
+    return _SURROGATE.sub("\ufffd", text)
 
 
 def sse_frame(data: str, *, event: str | None = None, id: int | str | None = None) -> bytes:

@@ -30,13 +30,14 @@ two endings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from .._errors import http_status_for
 from .._events import (
     Cancelled,
     CancelReason,
+    Completed,
     ErrorCode,
     Event,
     EventType,
@@ -44,6 +45,7 @@ from .._events import (
     Usage,
     outcome_from_event,
 )
+from .._output import RunOutput, arguments_json
 from ._base import DispatchingProjection, interaction_comment
 from ._sse import SSE_HEADERS, dumps, sse_data
 
@@ -102,13 +104,6 @@ def openai_error(outcome: Failed | Cancelled) -> dict[str, Any]:
             "param": None,
         }
     }
-
-
-def arguments_json(arguments: Any) -> str:
-    """A tool call's arguments as the JSON text OpenAI clients expect: a string is taken as
-    already-encoded JSON (producers that stream arguments produce text), anything else is
-    encoded."""
-    return arguments if isinstance(arguments, str) else dumps(arguments)
 
 
 def _usage_dict(usage: Usage | None) -> dict[str, int]:
@@ -312,64 +307,36 @@ class ChatCompletionsProjection(DispatchingProjection):
 
 
 def chat_completion_object(
-    events: Iterable[Event], *, completion_id: str, model: str, created: int
+    output: RunOutput, *, completion_id: str, model: str, created: int
 ) -> dict[str, Any]:
-    """The non-streaming ``chat.completion`` object for a completed run's log.
+    """The non-streaming ``chat.completion`` object for a completed run's output.
 
-    Content is the concatenated text (``None`` when the answer is only tool calls, as
-    OpenAI does); tool calls are listed in order of first appearance, their arguments being
-    the streamed deltas when there were any, else ``tool_call.ready``'s (the same rule as
-    the stream, so both answers agree); usage from the terminal, else from the last
-    ``usage`` event.
+    Built from the run's :class:`~engine._output.RunOutput` (never from its log, whose head
+    may be trimmed), in O(size of the answer). Content is the concatenated text (``None``
+    when the answer is only tool calls, as OpenAI does); tool calls are listed in order of
+    first appearance, their arguments being the streamed deltas when there were any, else
+    ``tool_call.ready``'s (the same rule as the stream, so both answers agree); usage is
+    the run's.
 
-    Raises :class:`ValueError` for a log that did not complete: a ``chat.completion`` has no
+    Raises :class:`ValueError` for a run that did not complete: a ``chat.completion`` has no
     way to say "failed" or "cancelled", and dressing such a run up as one is precisely the
     failure-looks-like-success bug. Answer those with :func:`openai_error` instead.
     """
-    text: list[str] = []
-    calls: dict[str, dict[str, Any]] = {}
-    arg_parts: dict[str, list[str]] = {}
-    usage: Usage | None = None
-    terminal: Event | None = None
-    for event in events:
-        data = event.data
-        kind = event.type
-        if kind is EventType.TEXT_DELTA:
-            text.append(data["text"])
-        elif kind is EventType.TOOL_CALL_STARTED:
-            calls.setdefault(data["tool_call_id"], {"name": data["name"], "arguments": None})
-        elif kind is EventType.TOOL_CALL_DELTA:
-            calls.setdefault(data["tool_call_id"], {"name": "", "arguments": None})
-            arg_parts.setdefault(data["tool_call_id"], []).append(data["delta"])
-        elif kind is EventType.TOOL_CALL_READY:
-            call = calls.setdefault(data["tool_call_id"], {"name": "", "arguments": None})
-            call["name"] = data.get("name") or call["name"]
-            call["arguments"] = arguments_json(data.get("arguments", {}))
-        elif kind is EventType.USAGE:
-            usage = _usage_from(data)
-        elif event.terminal:
-            terminal = event
-    if terminal is None or terminal.type is not EventType.COMPLETED:
-        state = "did not finish" if terminal is None else str(terminal.type)
+    outcome = output.outcome
+    if not isinstance(outcome, Completed):
+        state = "did not finish" if outcome is None else outcome.status.value
         raise ValueError(f"a chat.completion needs a completed run; this one {state}")
-    if terminal.data.get("usage"):
-        usage = _usage_from(terminal.data["usage"])
     tool_calls = [
         {
-            "id": call_id,
+            "id": item.call_id,
             "type": "function",
-            "function": {
-                "name": call["name"],
-                "arguments": "".join(arg_parts[call_id])
-                if call_id in arg_parts
-                else (call["arguments"] or ""),
-            },
+            "function": {"name": item.name, "arguments": item.text()},
         }
-        for call_id, call in calls.items()
+        for item in output.function_calls()
     ]
     message: dict[str, Any] = {
         "role": "assistant",
-        "content": "".join(text) if text or not tool_calls else None,
+        "content": output.text() if output.has_text() or not tool_calls else None,
         "refusal": None,
     }
     if tool_calls:
@@ -384,8 +351,8 @@ def chat_completion_object(
                 "index": 0,
                 "message": message,
                 "logprobs": None,
-                "finish_reason": terminal.data.get("finish_reason") or "stop",
+                "finish_reason": outcome.finish_reason or "stop",
             }
         ],
-        "usage": _usage_dict(usage),
+        "usage": _usage_dict(output.usage),
     }

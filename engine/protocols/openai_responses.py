@@ -8,7 +8,8 @@ function of the run's log: the same log always yields the same events with the s
 numbers and the same item ids. That is what makes ``starting_after`` work without storing
 wire events anywhere: a resuming client gets a *new* projection with ``starting_after=N``
 that is fed the log again from seq 1; it replays the state machine silently and writes only
-the events numbered above N. So the resumed stream is byte for byte the suffix of the
+the events numbered above N. (Checking that N is not past the stream's end needs no replay:
+:func:`responses_event_count` derives the count from the run's output.) So the resumed stream is byte for byte the suffix of the
 original one. A projection must therefore see the log from its first event: one whose first
 event is not ``run.started`` (a trimmed log, a ``gap``) cannot know the numbers, so it says
 so with an ``error`` event and writes nothing more.
@@ -58,28 +59,30 @@ What a resumed stream (``starting_after=N``) begins with: exactly the event numb
 ``N + 1``, whatever it is, often a delta in the middle of an item. Nothing is repeated and
 ``response.created`` is not re-sent. A client resuming with the raw stream already holds
 events 0..N; one that does not can fetch ``GET /v1/responses/{id}``
-(:func:`response_object`) for the snapshot. (The SDK's ``responses.stream(response_id=...,
+(:func:`response_object`, built from the run's accumulated output, not its log) for the
+snapshot. (The SDK's ``responses.stream(response_id=...,
 starting_after=N)`` helper instead asks for the whole stream and filters on its side, which
 this projection also serves, since without ``starting_after`` it writes everything.)
 """
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 from .._errors import http_status_for
-from .._events import ErrorCode, Event, EventType, Failed, Usage
+from .._events import Completed, ErrorCode, Event, EventType, Failed, Usage, outcome_from_event
+from .._output import ItemKind, OutputItem, RunOutput
 from ._base import DispatchingProjection, interaction_comment
 from ._sse import SSE_HEADERS, dumps, sse_frame
-from .openai_chat import arguments_json, openai_error
+from .openai_chat import openai_error
 
 __all__ = [
     "RESPONSES_ERROR_CODES",
     "ResponsesProjection",
     "response_error_code",
     "response_object",
+    "responses_event_count",
 ]
 
 #: Every value ``response.error.code`` may take, per the Responses API specification.
@@ -121,6 +124,8 @@ _ERROR_CODE_TABLE: Mapping[ErrorCode, str] = {
     ErrorCode.INTERACTION_TIMEOUT: "server_error",
     ErrorCode.INTERACTION_NOT_SUPPORTED: "server_error",
     ErrorCode.CONTENT_FILTER: "server_error",
+    ErrorCode.EVENT_TOO_LARGE: "server_error",
+    ErrorCode.OUTPUT_TOO_LARGE: "server_error",
 }
 
 _INCOMPLETE_REASONS: Mapping[str, str] = {
@@ -128,9 +133,11 @@ _INCOMPLETE_REASONS: Mapping[str, str] = {
     "content_filter": "content_filter",
 }
 
-_NEVER = sys.maxsize  # a starting_after that suppresses every event: snapshot-only use
-
-ItemKind = Literal["message", "reasoning", "function_call"]
+_DELTA_TYPES: Mapping[ItemKind, str] = {
+    "message": "response.output_text.delta",
+    "reasoning": "response.reasoning_text.delta",
+    "function_call": "response.function_call_arguments.delta",
+}
 _ID_PREFIX: Mapping[ItemKind, str] = {"message": "msg", "reasoning": "rs", "function_call": "fc"}
 
 
@@ -143,65 +150,97 @@ def response_error_code(code: ErrorCode | str) -> str:
         return "server_error"
 
 
-class _Item:
-    """One output item being assembled: a message, a reasoning item or a function call."""
+def _item_id(suffix: str, item: OutputItem) -> str:
+    return f"{_ID_PREFIX[item.kind]}_{suffix}_{item.index}"
 
-    __slots__ = ("call_id", "chunks", "id", "index", "kind", "name", "status", "streamed", "where")
 
-    def __init__(
-        self, kind: ItemKind, index: int, id: str, call_id: str = "", name: str = ""
-    ) -> None:
-        self.kind: ItemKind = kind
-        self.index = index
-        self.id = id
-        # The JSON members locating a delta, built once per item for the hot path.
-        self.where = f'"item_id":{dumps(id)},"output_index":{index}'
-        if kind != "function_call":
-            self.where += ',"content_index":0'
-        self.call_id = call_id
-        self.name = name
-        self.chunks: list[str] = []  # text, reasoning text or argument text
-        self.status = "in_progress"
-        self.streamed = False  # a function call's arguments arrived as deltas
+def _part(item: OutputItem) -> dict[str, Any]:
+    if item.kind == "message":
+        return {"type": "output_text", "text": item.text(), "annotations": [], "logprobs": []}
+    return {"type": "reasoning_text", "text": item.text()}
 
-    def text(self) -> str:
-        if len(self.chunks) > 1:
-            self.chunks[:] = ["".join(self.chunks)]  # keep repeated snapshots linear
-        return self.chunks[0] if self.chunks else ""
 
-    def part(self) -> dict[str, Any]:
-        if self.kind == "message":
-            return {"type": "output_text", "text": self.text(), "annotations": [], "logprobs": []}
-        return {"type": "reasoning_text", "text": self.text()}
-
-    def as_dict(self, *, added: bool = False) -> dict[str, Any]:
-        """The item as the Response object lists it; ``added`` gives the empty shape sent in
-        ``output_item.added`` (clients append the content part themselves)."""
-        if self.kind == "function_call":
-            return {
-                "id": self.id,
-                "type": "function_call",
-                "status": self.status,
-                "call_id": self.call_id,
-                "name": self.name,
-                "arguments": "" if added else self.text(),
-            }
-        content = [] if added else [self.part()]
-        if self.kind == "message":
-            return {
-                "id": self.id,
-                "type": "message",
-                "status": self.status,
-                "role": "assistant",
-                "content": content,
-            }
+def _item_dict(suffix: str, item: OutputItem, *, added: bool = False) -> dict[str, Any]:
+    """The item as the Response object lists it; ``added`` gives the empty shape sent in
+    ``output_item.added`` (clients append the content part themselves)."""
+    item_id = _item_id(suffix, item)
+    if item.kind == "function_call":
         return {
-            "id": self.id,
-            "type": "reasoning",
-            "status": self.status,
-            "summary": [],
+            "id": item_id,
+            "type": "function_call",
+            "status": item.status,
+            "call_id": item.call_id,
+            "name": item.name,
+            "arguments": "" if added else item.text(),
+        }
+    content = [] if added else [_part(item)]
+    if item.kind == "message":
+        return {
+            "id": item_id,
+            "type": "message",
+            "status": item.status,
+            "role": "assistant",
             "content": content,
         }
+    return {
+        "id": item_id,
+        "type": "reasoning",
+        "status": item.status,
+        "summary": [],
+        "content": content,
+    }
+
+
+def _response_dict(
+    output: RunOutput,
+    *,
+    status: str,
+    response_id: str,
+    model: str,
+    created_at: int,
+    background: bool,
+    items: bool = True,
+) -> dict[str, Any]:
+    """The Response object for ``output`` in ``status`` (one builder for the stream's
+    Response objects and for the stored one, so they cannot disagree)."""
+    usage = output.usage if status not in ("queued", "in_progress") else None
+    outcome = output.outcome
+    error = None
+    if isinstance(outcome, Failed):
+        error = {
+            "code": response_error_code(outcome.error.code),
+            "message": outcome.error.message,
+        }
+    incomplete = None
+    if status == "incomplete" and isinstance(outcome, Completed):
+        incomplete = {"reason": _INCOMPLETE_REASONS[outcome.finish_reason]}
+    suffix = response_id.removeprefix("resp_")
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": created_at,
+        "status": status,
+        "background": background,
+        "error": error,
+        "incomplete_details": incomplete,
+        "model": model,
+        "output": [_item_dict(suffix, item) for item in output.items] if items else [],
+        "parallel_tool_calls": True,
+        "tool_choice": "auto",
+        "tools": [],
+        "usage": _usage_dict(usage) if usage is not None else None,
+    }
+
+
+def _status_of(output: RunOutput) -> str:
+    """The Response ``status`` of an output: queued, in_progress (also while awaiting
+    input), completed, incomplete, failed or cancelled."""
+    outcome = output.outcome
+    if outcome is None:
+        return "in_progress" if output.started else "queued"
+    if isinstance(outcome, Completed):
+        return "incomplete" if outcome.finish_reason in _INCOMPLETE_REASONS else "completed"
+    return "failed" if isinstance(outcome, Failed) else "cancelled"
 
 
 class ResponsesProjection(DispatchingProjection):
@@ -230,14 +269,12 @@ class ResponsesProjection(DispatchingProjection):
         self._after = -1 if starting_after is None else starting_after
         self._seq = 0  # the next sequence_number
         self._suffix = response_id.removeprefix("resp_")
-        self._items: list[_Item] = []
-        self._text: _Item | None = None  # the open message item
-        self._reasoning: _Item | None = None  # the open reasoning item
-        self._calls: dict[str, _Item] = {}  # function calls by tool_call_id
-        self._usage: Usage | None = None
+        # The item state machine is the run's own (one set of rules for the stream and the
+        # stored answer); this projection listens to it and writes the frames.
+        self._output = RunOutput(self)
+        self._out: list[bytes] = []  # where the listener writes, during events()
+        self._where: list[str] = []  # per item: the JSON members locating its deltas
         self._status = "queued"
-        self._error: dict[str, Any] | None = None
-        self._incomplete: dict[str, Any] | None = None
         self._seen_any = False
         self._done = False
 
@@ -285,26 +322,19 @@ class ResponsesProjection(DispatchingProjection):
     # -- the Response object -----------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:
-        """The Response object as of the events seen so far (what ``GET`` returns)."""
-        return self._response(self._status, [item.as_dict() for item in self._items])
+        """The Response object as of the events seen so far."""
+        return self._response(self._status)
 
-    def _response(self, status: str, output: list[dict[str, Any]]) -> dict[str, Any]:
-        usage = self._usage if status not in ("queued", "in_progress") else None
-        return {
-            "id": self.response_id,
-            "object": "response",
-            "created_at": self.created_at,
-            "status": status,
-            "background": self.background,
-            "error": self._error,
-            "incomplete_details": self._incomplete,
-            "model": self.model,
-            "output": output,
-            "parallel_tool_calls": True,
-            "tool_choice": "auto",
-            "tools": [],
-            "usage": _usage_dict(usage) if usage is not None else None,
-        }
+    def _response(self, status: str, *, items: bool = True) -> dict[str, Any]:
+        return _response_dict(
+            self._output,
+            status=status,
+            response_id=self.response_id,
+            model=self.model,
+            created_at=self.created_at,
+            background=self.background,
+            items=items,
+        )
 
     # -- frames ----------------------------------------------------------------------
 
@@ -320,15 +350,14 @@ class ResponsesProjection(DispatchingProjection):
         if n is not None:
             out.append(sse_frame(dumps({"type": type, **fields, "sequence_number": n}), event=type))
 
-    def _emit_delta(self, out: list[bytes], type: str, item: _Item, delta: str) -> None:
+    def _emit_delta(self, out: list[bytes], type: str, item: OutputItem, delta: str) -> None:
         # The hot path: one frame per token, built from a fixed prefix.
         n = self._number()
         if n is None:
             return
         tail = ',"logprobs":[]' if item.kind == "message" else ""
-        data = (
-            f'{{"type":"{type}",{item.where},"delta":{dumps(delta)}{tail},"sequence_number":{n}}}'
-        )
+        where = self._where[item.index]
+        data = f'{{"type":"{type}",{where},"delta":{dumps(delta)}{tail},"sequence_number":{n}}}'
         out.append(sse_frame(data, event=type))
 
     def _error_event(self, code: str, message: str, sequence_number: int) -> bytes:
@@ -350,29 +379,38 @@ class ResponsesProjection(DispatchingProjection):
             self.last_sequence_number,
         )
 
-    # -- items -----------------------------------------------------------------------
+    # -- items (OutputListener: the run output's state machine calls these) -------------
 
-    def _open(self, out: list[bytes], kind: ItemKind, call_id: str = "", name: str = "") -> _Item:
-        index = len(self._items)
-        item = _Item(kind, index, f"{_ID_PREFIX[kind]}_{self._suffix}_{index}", call_id, name)
-        self._items.append(item)
+    def item_opened(self, item: OutputItem) -> None:
+        out = self._out
+        item_id = _item_id(self._suffix, item)
+        where = f'"item_id":{dumps(item_id)},"output_index":{item.index}'
+        if item.kind != "function_call":
+            where += ',"content_index":0'
+        self._where.append(where)
         self._emit(
             out,
             "response.output_item.added",
-            {"output_index": index, "item": item.as_dict(added=True)},
+            {"output_index": item.index, "item": _item_dict(self._suffix, item, added=True)},
         )
-        if kind != "function_call":
-            part = item.part()
+        if item.kind != "function_call":
             self._emit(
                 out,
                 "response.content_part.added",
-                {"item_id": item.id, "output_index": index, "content_index": 0, "part": part},
+                {
+                    "item_id": item_id,
+                    "output_index": item.index,
+                    "content_index": 0,
+                    "part": _part(item),
+                },
             )
-        return item
 
-    def _close(self, out: list[bytes], item: _Item, status: str) -> None:
-        item.status = status
-        where = {"item_id": item.id, "output_index": item.index}
+    def item_delta(self, item: OutputItem, delta: str) -> None:
+        self._emit_delta(self._out, _DELTA_TYPES[item.kind], item, delta)
+
+    def item_closed(self, item: OutputItem) -> None:
+        out = self._out
+        where = {"item_id": _item_id(self._suffix, item), "output_index": item.index}
         if item.kind == "function_call":
             self._emit(
                 out, "response.function_call_arguments.done", {**where, "arguments": item.text()}
@@ -387,101 +425,32 @@ class ResponsesProjection(DispatchingProjection):
             self._emit(
                 out,
                 "response.content_part.done",
-                {**where, "content_index": 0, "part": item.part()},
+                {**where, "content_index": 0, "part": _part(item)},
             )
         self._emit(
-            out, "response.output_item.done", {"output_index": item.index, "item": item.as_dict()}
+            out,
+            "response.output_item.done",
+            {"output_index": item.index, "item": _item_dict(self._suffix, item)},
         )
-
-    def _close_text(self, out: list[bytes], status: str = "completed") -> None:
-        if self._text is not None:
-            item, self._text = self._text, None
-            self._close(out, item, status)
-        if self._reasoning is not None:
-            item, self._reasoning = self._reasoning, None
-            self._close(out, item, status)
-
-    def _close_all(self, out: list[bytes], status: str) -> None:
-        self._close_text(out, status)
-        for item in self._calls.values():
-            if item.status == "in_progress":
-                self._close(out, item, status)
-
-    def _call(self, out: list[bytes], data: Mapping[str, Any]) -> _Item:
-        call_id = data["tool_call_id"]
-        item = self._calls.get(call_id)
-        if item is None:
-            self._close_text(out)
-            item = self._open(out, "function_call", call_id, data.get("name") or "")
-            self._calls[call_id] = item
-        return item
 
     # -- handlers --------------------------------------------------------------------
 
     def _ensure_started(self, out: list[bytes]) -> None:
         if self._status == "queued":
             self._status = "in_progress"
-            response = self._response("in_progress", [])
+            self._output.started = True
+            response = self._response("in_progress", items=False)
             self._emit(out, "response.created", {"response": response})
             self._emit(out, "response.in_progress", {"response": response})
 
-    def _run_started(self, event: Event, out: list[bytes]) -> None:
+    def _fold(self, event: Event, out: list[bytes]) -> None:
+        """Content events: the output's state machine decides, the listener writes."""
         self._ensure_started(out)
-
-    def _text_delta(self, event: Event, out: list[bytes]) -> None:
-        self._ensure_started(out)
-        item = self._text
-        if item is None:
-            if self._reasoning is not None:
-                self._close_text(out)
-            item = self._text = self._open(out, "message")
-        delta = event.data["text"]
-        item.chunks.append(delta)
-        self._emit_delta(out, "response.output_text.delta", item, delta)
-
-    def _reasoning_delta(self, event: Event, out: list[bytes]) -> None:
-        self._ensure_started(out)
-        item = self._reasoning
-        if item is None:
-            if self._text is not None:
-                self._close_text(out)
-            item = self._reasoning = self._open(out, "reasoning")
-        delta = event.data["text"]
-        item.chunks.append(delta)
-        self._emit_delta(out, "response.reasoning_text.delta", item, delta)
-
-    def _tool_call_started(self, event: Event, out: list[bytes]) -> None:
-        self._ensure_started(out)
-        self._call(out, event.data)
-
-    def _tool_call_delta(self, event: Event, out: list[bytes]) -> None:
-        self._ensure_started(out)
-        item = self._call(out, event.data)
-        if item.status != "in_progress":
-            return  # arguments after the call was declared ready: ignore, it is final
-        delta = event.data["delta"]
-        item.streamed = True
-        item.chunks.append(delta)
-        self._emit_delta(out, "response.function_call_arguments.delta", item, delta)
-
-    def _tool_call_ready(self, event: Event, out: list[bytes]) -> None:
-        self._ensure_started(out)
-        item = self._call(out, event.data)
-        if item.status != "in_progress":
-            return
-        item.name = event.data.get("name") or item.name
-        if not item.streamed:
-            # Clients that assemble arguments from deltas must see them too.
-            arguments = arguments_json(event.data.get("arguments", {}))
-            item.chunks.append(arguments)
-            self._emit_delta(out, "response.function_call_arguments.delta", item, arguments)
-        self._close(out, item, "completed")
-
-    def _step_boundary(self, event: Event, out: list[bytes]) -> None:
-        self._close_text(out)
+        self._out = out
+        self._output.add(event.type, event.data, 0)
 
     def _usage_event(self, event: Event, out: list[bytes]) -> None:
-        self._usage = _usage_from(event.data)
+        self._output.add(event.type, event.data, 0)
 
     def _interaction_required(self, event: Event, out: list[bytes]) -> None:
         # Not numbered: it sits between event _seq-1 and _seq, so it belongs to a resumed
@@ -489,65 +458,35 @@ class ResponsesProjection(DispatchingProjection):
         if self._seq > self._after:
             out.append(interaction_comment(event.data))
 
-    def _completed(self, event: Event, out: list[bytes]) -> None:
+    def _terminal(self, event: Event, out: list[bytes]) -> None:
+        # A completion closes the open items (…done events); a failure or cancel writes no
+        # item events: its Response lists what was produced, unfinished items incomplete.
         self._ensure_started(out)
         self._done = True
-        data = event.data
-        if data.get("usage"):
-            self._usage = _usage_from(data["usage"])
-        reason = _INCOMPLETE_REASONS.get(data.get("finish_reason") or "stop")
-        if reason is None:
-            self._close_all(out, "completed")
-            self._status = "completed"
-            self._emit(out, "response.completed", {"response": self.snapshot()})
-        else:
-            self._close_all(out, "incomplete")
-            self._status = "incomplete"
-            self._incomplete = {"reason": reason}
-            self._emit(out, "response.incomplete", {"response": self.snapshot()})
-
-    def _ended_badly(self, out: list[bytes], status: str) -> None:
-        # No item events after a failure: the terminal's Response lists what was produced,
-        # with unfinished items marked incomplete.
-        self._ensure_started(out)
-        self._done = True
-        for item in self._items:
-            if item.status == "in_progress":
-                item.status = "incomplete"
-        self._text = self._reasoning = None
-        self._status = status
-        self._emit(out, "response.failed", {"response": self.snapshot()})
-
-    def _failed(self, event: Event, out: list[bytes]) -> None:
-        err = event.data["error"]
-        self._error = {"code": response_error_code(err["code"]), "message": err["message"]}
-        self._ended_badly(out, "failed")
-
-    def _cancelled(self, event: Event, out: list[bytes]) -> None:
-        self._ended_badly(out, "cancelled")
+        self._out = out
+        self._output.finish(outcome_from_event(event))
+        self._status = status = _status_of(self._output)
+        kind = {"completed": "response.completed", "incomplete": "response.incomplete"}
+        self._emit(out, kind.get(status, "response.failed"), {"response": self.snapshot()})
 
     # One table per class (not per connection): dispatch is one dict lookup per event.
     _HANDLERS: ClassVar[
         Mapping[EventType, Callable[[ResponsesProjection, Event, list[bytes]], None]]
     ] = {
-        EventType.RUN_STARTED: _run_started,
-        EventType.TEXT_DELTA: _text_delta,
-        EventType.REASONING_DELTA: _reasoning_delta,
-        EventType.TOOL_CALL_STARTED: _tool_call_started,
-        EventType.TOOL_CALL_DELTA: _tool_call_delta,
-        EventType.TOOL_CALL_READY: _tool_call_ready,
-        EventType.STEP_STARTED: _step_boundary,
-        EventType.STEP_FINISHED: _step_boundary,
+        EventType.RUN_STARTED: _fold,
+        EventType.TEXT_DELTA: _fold,
+        EventType.REASONING_DELTA: _fold,
+        EventType.TOOL_CALL_STARTED: _fold,
+        EventType.TOOL_CALL_DELTA: _fold,
+        EventType.TOOL_CALL_READY: _fold,
+        EventType.STEP_STARTED: _fold,
+        EventType.STEP_FINISHED: _fold,
         EventType.USAGE: _usage_event,
         EventType.INTERACTION_REQUIRED: _interaction_required,
-        EventType.COMPLETED: _completed,
-        EventType.FAILED: _failed,
-        EventType.CANCELLED: _cancelled,
+        EventType.COMPLETED: _terminal,
+        EventType.FAILED: _terminal,
+        EventType.CANCELLED: _terminal,
     }
-
-
-def _usage_from(data: Mapping[str, Any]) -> Usage:
-    return Usage(int(data.get("input_tokens", 0)), int(data.get("output_tokens", 0)))
 
 
 def _usage_dict(usage: Usage) -> dict[str, Any]:
@@ -562,26 +501,37 @@ def _usage_dict(usage: Usage) -> dict[str, Any]:
 
 
 def response_object(
-    events: Iterable[Event],
+    output: RunOutput,
     *,
     response_id: str,
     model: str,
     created_at: int,
     background: bool = False,
 ) -> dict[str, Any]:
-    """The full Response object for any state of a run's log: ``queued`` (no event yet),
+    """The full Response object for a run's output in any state: ``queued`` (no event yet),
     ``in_progress`` (also while awaiting input), ``completed``, ``incomplete``, ``failed``
-    or ``cancelled``. For a finished run it equals the ``response`` of the stream's terminal
-    event: both come from the same state machine, run silently here."""
-    projection = ResponsesProjection(
+    or ``cancelled``. Built from the run's :class:`~engine._output.RunOutput`, never from its
+    (possibly trimmed) log, in O(size of the answer). For a finished run it equals the
+    ``response`` of the stream's terminal event: both come from the same item state
+    machine and the same builder."""
+    return _response_dict(
+        output,
+        status=_status_of(output),
         response_id=response_id,
         model=model,
         created_at=created_at,
-        starting_after=_NEVER,
         background=background,
     )
-    # A snapshot needs no sequence numbers, so a log that no longer starts at seq 1 is
-    # still summarised rather than refused.
-    projection._seen_any = True
-    projection.events(list(events))
-    return projection.snapshot()
+
+
+def responses_event_count(output: RunOutput) -> int:
+    """How many events a full Responses stream of this output has numbered so far, without
+    replaying anything: created and in_progress, per message or reasoning item its two
+    opening and three closing events, per function call one and two, one per delta, and the
+    terminal. Agrees with :attr:`ResponsesProjection.numbered` fed the same events."""
+    if not output.started:
+        return 0
+    parts = len(output.items) - output.calls
+    count = 2 + 2 * parts + output.calls + output.deltas
+    count += 3 * output.closed_parts + 2 * output.closed_calls
+    return count + (1 if output.outcome is not None else 0)
