@@ -16,6 +16,7 @@ from typing import Any
 
 from quart_trio.wrappers import TrioRequest
 
+from ._text import lone_surrogate_field, may_hold_surrogate
 from .errors import ApiError
 
 __all__ = ["MAX_JSON_DEPTH", "JsonRequest"]
@@ -73,6 +74,16 @@ def _loads(raw: bytes) -> Any:
     # Fewer brackets than the cap cannot nest deeper than it: most bodies stop here.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
         raise _too_deep()
+    if may_hold_surrogate(raw):
+        field = lone_surrogate_field(value)
+        if field is not None:
+            message = "contains a lone UTF-16 surrogate (\\ud800-\\udfff), which is not text"
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"{field} {message}.",
+                fields=[{"field": field, "message": message}],
+            )
     return value
 
 

@@ -19,7 +19,9 @@ __all__ = [
     "InteractionRef",
     "RunLinks",
     "RunOutcome",
+    "RunOutputView",
     "RunView",
+    "ToolCallView",
 ]
 
 
@@ -93,6 +95,21 @@ class RunOutcome(BaseModel):
     reason: str | None = None
 
 
+class ToolCallView(BaseModel):
+    id: str
+    name: str
+    arguments: str = Field(..., description="The arguments as JSON text.")
+
+
+class RunOutputView(BaseModel):
+    """The run's answer so far: all of it, kept apart from the event log (which may be
+    trimmed). A run whose answer outgrows the output budget fails with output_too_large."""
+
+    text: str = Field(..., description="Every text delta, concatenated.")
+    reasoning: str = Field(..., description="Every reasoning delta, concatenated.")
+    tool_calls: list[ToolCallView] = Field(default_factory=list)
+
+
 class RunLinks(BaseModel):
     self: str
     events: str
@@ -110,6 +127,7 @@ class RunView(BaseModel):
     ended_at: float | None = None
     last_seq: int
     outcome: RunOutcome | None = None
+    output: RunOutputView
     pending_interaction: InteractionRef | None = None
     links: RunLinks
 

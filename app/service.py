@@ -32,7 +32,15 @@ from .auth import Auth
 from .errors import ApiError, validation_fields
 from .metrics import Metrics
 from .producers import ProducerRegistry, ProducerSpec, echo, synthetic
-from .schemas import ErrorDetail, InteractionRef, RunLinks, RunOutcome, RunView
+from .schemas import (
+    ErrorDetail,
+    InteractionRef,
+    RunLinks,
+    RunOutcome,
+    RunOutputView,
+    RunView,
+    ToolCallView,
+)
 from .settings import ENV_PREFIX, Settings, SettingsError
 
 __all__ = ["Service", "current_service"]
@@ -46,7 +54,8 @@ class Service:
         self.settings = settings
         settings.engine_config()  # a SettingsError now rather than when the engine opens
         try:
-            self.registry = ProducerRegistry.from_paths([echo, synthetic], settings.producers)
+            demos = [echo, synthetic] if settings.demo_producers else []
+            self.registry = ProducerRegistry.from_paths(demos, settings.producers)
         except ValueError as exc:
             raise SettingsError(f"Invalid setting {ENV_PREFIX}PRODUCERS: {exc}.") from None
         self.auth = Auth(settings.api_keys)
@@ -126,8 +135,11 @@ class Service:
     ) -> dict[str, Any]:
         if spec.input_model is None:
             return data
+        # Input models may bound what they ask for by the run's output budget (synthetic's
+        # events x event_bytes): a request for more is a 400 now, not a failed run later.
+        context = {"max_output_bytes": self.settings.max_output_bytes}
         try:
-            return spec.input_model.model_validate(data).model_dump(mode="json")
+            return spec.input_model.model_validate(data, context=context).model_dump(mode="json")
         except ValidationError as exc:
             fields = validation_fields(exc, prefix)
             names = ", ".join(f["field"] for f in fields)
@@ -244,10 +256,25 @@ def run_view(run: Run) -> RunView:
         ended_at=run.ended_at,
         last_seq=run.log.last_seq,
         outcome=view_outcome,
+        output=output_view(run),
         pending_interaction=InteractionRef(
             id=pending.id, prompt=pending.prompt, response_url=interaction_path(run.id, pending.id)
         )
         if pending
         else None,
         links=RunLinks(self=path, events=path + "/events", cancel=path + "/cancel"),
+    )
+
+
+def output_view(run: Run) -> RunOutputView:
+    """The run's answer so far, from its accumulated output (never from its trimmed log):
+    whole for a completed run, since a run whose output outgrows its budget fails."""
+    output = run.output
+    return RunOutputView(
+        text=output.text(),
+        reasoning=output.reasoning(),
+        tool_calls=[
+            ToolCallView(id=item.call_id, name=item.name, arguments=item.text())
+            for item in output.function_calls()
+        ],
     )

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
     producers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     max_body_bytes: int = Field(1_048_576, ge=1024)
+    max_event_bytes: int = Field(1_048_576, ge=1024, description="One event, estimated.")
+    max_log_bytes: int = Field(33_554_432, ge=1024, description="A run's retained log.")
+    max_output_bytes: int = Field(16_777_216, ge=1024, description="A run's whole answer.")
+    max_chunk_bytes: int = Field(1_048_576, ge=1024, description="One write to a client.")
+    demo_producers: bool = Field(True, description="Serve the built-in echo and synthetic.")
     log_level: str = "INFO"
 
     @field_validator("api_keys", mode="before")
@@ -99,6 +104,10 @@ class Settings(BaseSettings):
             shutdown_grace=self.shutdown_grace,
             pending_cancel_ttl=self.pending_cancel_ttl,
             max_pending_cancels=self.max_pending_cancels,
+            max_event_bytes=self.max_event_bytes,
+            max_log_bytes=self.max_log_bytes,
+            max_output_bytes=self.max_output_bytes,
+            max_chunk_bytes=self.max_chunk_bytes,
         )
 
 

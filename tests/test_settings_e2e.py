@@ -95,7 +95,13 @@ def test_retention_forgets_finished_runs(limited: Server) -> None:
         assert status == 404
 
 
-METERED = {"SCOPESTREAM_KEEPALIVE_INTERVAL": "0.05", "SCOPESTREAM_CONNECTION_BUFFER": "128"}
+METERED = {
+    "SCOPESTREAM_KEEPALIVE_INTERVAL": "0.05",
+    "SCOPESTREAM_CONNECTION_BUFFER": "128",
+    # Room for the slow-consumer run below (40 MB, more than the default budgets).
+    "SCOPESTREAM_MAX_OUTPUT_BYTES": "67108864",
+    "SCOPESTREAM_MAX_LOG_BYTES": "67108864",
+}
 
 
 @pytest.fixture(scope="module")

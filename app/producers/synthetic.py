@@ -6,6 +6,10 @@ fails at ``fail_at`` with ``fail_code``, asks a human at ``ask_at`` (before emit
 event), and stops making progress at ``stall_at``. With ``stamp``, each text begins with
 the wall-clock emit time (``time.time()``, 6 decimals) and ``|``, so a client in another
 process can measure delivery latency.
+
+Its whole output, ``events`` x ``event_bytes``, may not exceed the service's output budget
+(``SCOPESTREAM_MAX_OUTPUT_BYTES``): asking for more is a 400 naming ``events``, rather than a
+run that fails with ``output_too_large`` once it gets there.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from __future__ import annotations
 import time
 
 import trio
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from engine import EngineError, ErrorCode, FinishReason, RunContext
 
@@ -25,8 +29,9 @@ __all__ = ["SyntheticInput", "synthetic"]
 class SyntheticInput(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt parameter is a 400, not ignored
 
-    events: int = Field(10, ge=0, le=10_000_000)
+    # event_bytes first: the check on events reads it.
     event_bytes: int = Field(16, ge=1, le=1_048_576)
+    events: int = Field(10, ge=0, le=10_000_000)
     interval_ms: float = Field(0.0, ge=0, le=3_600_000)
     fail_at: int | None = Field(None, ge=1)
     fail_code: ErrorCode = ErrorCode.SERVER_ERROR
@@ -34,6 +39,18 @@ class SyntheticInput(BaseModel):
     finish_reason: FinishReason = "stop"
     stall_at: int | None = Field(None, ge=1)
     stamp: bool = False
+
+    @field_validator("events")
+    @classmethod
+    def _within_output_budget(cls, events: int, info: ValidationInfo) -> int:
+        budget = (info.context or {}).get("max_output_bytes")
+        event_bytes = info.data.get("event_bytes")
+        if budget is not None and event_bytes is not None and events * event_bytes > budget:
+            raise ValueError(
+                f"events x event_bytes = {events * event_bytes} exceeds the output budget "
+                f"of {budget} bytes (at most {budget // event_bytes} events of this size)"
+            )
+        return events
 
 
 async def run_synthetic(ctx: RunContext) -> FinishReason:

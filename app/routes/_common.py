@@ -16,8 +16,10 @@ __all__ = ["execution_accepted", "json_response", "no_content"]
 
 
 def json_response(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A pydantic model, or any JSON-able value, as a JSON response."""
-    body = model.model_dump_json() if hasattr(model, "model_dump_json") else dumps(model)
+    """A pydantic model, or any JSON-able value, as a JSON response. Always through
+    :func:`dumps`, which makes any text valid UTF-8 (pydantic's own JSON encoder raises on a
+    lone surrogate, and a producer's prompt or output may hold one)."""
+    body = dumps(model.model_dump(mode="json") if hasattr(model, "model_dump") else model)
     return Response(body, status=status, content_type="application/json", headers=headers)
 
 
