@@ -96,29 +96,48 @@ _KINDS = ["text", "reasoning", "tool", "open_tool", "result", "step", "usage", "
 
 
 @st.composite
-def logs(draw: st.DrawFn, terminal: bool | None = None) -> list[Event]:
+def logs(
+    draw: st.DrawFn, terminal: bool | None = None, strings: st.SearchStrategy[str] | None = None
+) -> list[Event]:
     """Any run's log: every kind of event in any order (tool calls whole or left open,
     results for known and unknown calls), ending with any outcome, or with none when
-    ``terminal`` is not True (None: either)."""
+    ``terminal`` is not True (None: either). With ``strings``, every text a producer
+    chooses (deltas, tool names and arguments, data names and values, prompts, tool
+    outputs, error messages) is drawn from it."""
+    short = _short if strings is None else strings
+
+    def name(default: str) -> str:
+        return default if strings is None else draw(strings)
+
     steps: list[Step] = []
     calls: list[str] = []
     for i in range(draw(st.integers(0, 12))):
         kind = draw(st.sampled_from(_KINDS))
         if kind == "text":
-            steps += text(*draw(st.lists(_short, min_size=1, max_size=3)))
+            steps += text(*draw(st.lists(short, min_size=1, max_size=3)))
         elif kind == "reasoning":
-            steps += reasoning(*draw(st.lists(_short, min_size=1, max_size=3)))
+            steps += reasoning(*draw(st.lists(short, min_size=1, max_size=3)))
         elif kind == "tool":
-            deltas = draw(st.lists(_short, max_size=3))
+            deltas = draw(st.lists(short, max_size=3))
             args = None if deltas else draw(st.sampled_from([{"a": 1}, "[]", "not json"]))
-            steps += tool_call(f"call_{i}", "fn", deltas, args)
+            if strings is not None and not deltas:
+                args = draw(st.one_of(strings, st.dictionaries(strings, strings, max_size=2)))
+            steps += tool_call(f"call_{i}", name("fn"), deltas, args)
             calls.append(f"call_{i}")
         elif kind == "open_tool":  # started, one delta, never ready
-            steps += tool_call(f"call_{i}", "fn", ["{"])[:-1]
+            steps += tool_call(f"call_{i}", name("fn"), [name("{")])[:-1]
             calls.append(f"call_{i}")
         elif kind == "result":
             call_id = draw(st.sampled_from([*calls, "call_unknown"]))
-            steps.append((EventType.TOOL_RESULT, {"tool_call_id": call_id, "output": {"n": i}}))
+            steps.append(
+                (
+                    EventType.TOOL_RESULT,
+                    {
+                        "tool_call_id": call_id,
+                        "output": {"n": i} if strings is None else {"n": i, "v": name("")},
+                    },
+                )
+            )
         elif kind == "step":
             steps.append(
                 (draw(st.sampled_from([EventType.STEP_STARTED, EventType.STEP_FINISHED])), {})
@@ -126,12 +145,20 @@ def logs(draw: st.DrawFn, terminal: bool | None = None) -> list[Event]:
         elif kind == "usage":
             steps.append((EventType.USAGE, {"input_tokens": i, "output_tokens": 2 * i}))
         elif kind == "ask":
-            steps += interaction(f"int_{i}")
+            steps += interaction(f"int_{i}", name("Proceed?"))
             if draw(st.booleans()):
                 steps.append((EventType.INTERACTION_RESOLVED, {"interaction_id": f"int_{i}"}))
         else:
             steps.append(
-                (EventType.DATA, {"name": draw(st.sampled_from(["x", "weather"])), "data": i})
+                (
+                    EventType.DATA,
+                    {
+                        "name": draw(st.sampled_from(["x", "weather"]))
+                        if strings is None
+                        else draw(strings),
+                        "data": i if strings is None else {draw(strings): draw(strings)},
+                    },
+                )
             )
     outcomes = st.one_of(
         st.builds(
@@ -139,7 +166,11 @@ def logs(draw: st.DrawFn, terminal: bool | None = None) -> list[Event]:
             st.sampled_from(["stop", "length", "content_filter", "tool_calls"]),
             st.one_of(st.none(), st.tuples(st.integers(0, 9), st.integers(0, 9))),
         ),
-        st.builds(failed, st.sampled_from(list(ErrorCode))),
+        st.builds(
+            failed,
+            st.sampled_from(list(ErrorCode)),
+            st.just("Something went wrong.") if strings is None else strings,
+        ),
         st.builds(cancelled, st.sampled_from(list(CancelReason))),
     )
     if terminal is None:
