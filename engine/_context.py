@@ -41,7 +41,11 @@ class RunContext:
     async def emit(self, type: EventType, data: Mapping[str, Any]) -> None:
         """Append one event to the run's log. A cancellation point, checked before the
         append: once a run is cancelled, no event of its producer reaches the log. Yields to
-        the scheduler every :data:`YIELD_EVERY` events."""
+        the scheduler every :data:`YIELD_EVERY` events.
+
+        An event larger than the engine's ``max_event_bytes``, or one that would take the
+        run's answer past ``max_output_bytes``, is not appended: the run fails
+        (``event_too_large``, ``output_too_large``) and this raises :class:`trio.Cancelled`."""
         await trio.lowlevel.checkpoint_if_cancelled()
         if not self._run._emit(type, data):
             # Over a byte budget: the run failed and cancelled this producer's scope.
