@@ -13,6 +13,7 @@ always kept. A reader whose cursor points before the first retained event gets t
 
 from __future__ import annotations
 
+from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +23,10 @@ import trio
 from ._events import Event, EventType
 
 __all__ = ["EventLog"]
+
+# Module-level names for the per-event tests: on Python 3.11 an attribute lookup on an enum
+# class (``EventType.FAILED``) costs about as much as the rest of an append.
+_COMPLETED, _FAILED, _CANCELLED = EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED
 
 
 class EventLog:
@@ -51,7 +56,8 @@ class EventLog:
         # _ends[i]: the estimated bytes of every event up to and including _events[i], since
         # the run began. Retained bytes and byte-bounded reads are then one subtraction and
         # one bisection, with no per-event loop.
-        self._ends: list[int] = []
+        # An array of machine integers: no int object kept per event.
+        self._ends = array("q")
         self._base = 0  # bytes of every event before _events[0]
         self._head = 0  # index of the first retained event in _events
         self._first_seq = 1  # seq of self._events[0]
@@ -85,28 +91,28 @@ class EventLog:
         if self.closed:
             raise RuntimeError("the run's log is closed: its terminal event was written")
         events, ends = self._events, self._ends
-        event = Event(self._first_seq + len(events), type, self.run_id, data)
+        n = len(events)
+        event = Event(self._first_seq + n, type, self.run_id, data)
         events.append(event)
-        total = (ends[-1] if ends else self._base) + size
+        total = (ends[-1] if n else self._base) + size
         ends.append(total)
-        if event.terminal:
+        n += 1
+        # Identity tests, not ``event.terminal``: hashing an enum member for a set lookup
+        # is a Python-level call, and this runs for every event.
+        if type is _COMPLETED or type is _FAILED or type is _CANCELLED:
             self.closed = True
         head = self._head
-        if len(events) - head > self._max_events:
-            head = len(events) - self._max_events
+        if n - head > self._max_events:
+            head = n - self._max_events
         max_bytes = self._max_bytes
-        if max_bytes is not None and total - self._bytes_before(head) > max_bytes:
+        if max_bytes is not None and total - (ends[head - 1] if head else self._base) > max_bytes:
             # The first index whose preceding bytes leave at most max_bytes; the newest
             # event always stays.
-            head = min(bisect_left(ends, total - max_bytes, lo=head) + 1, len(events) - 1)
+            head = min(bisect_left(ends, total - max_bytes, lo=head) + 1, n - 1)
         if head != self._head:
             self._head = head
             dropped = self._bytes_before(head) - self._base
-            if (
-                head * 2 >= len(events)
-                or self.closed
-                or (max_bytes is not None and dropped * 4 >= max_bytes)
-            ):
+            if head * 2 >= n or self.closed or (max_bytes is not None and dropped * 4 >= max_bytes):
                 self._compact()
         self._lot.unpark_all()
         return event

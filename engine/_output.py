@@ -72,6 +72,17 @@ _CUT_SHORT = frozenset({"length", "content_filter"})
 
 _SCALAR_BYTES = 8
 
+# Module-level names for the per-event dispatch: on Python 3.11 an attribute lookup on an
+# enum class costs more than the rest of folding a text delta in.
+_TEXT = EventType.TEXT_DELTA
+_REASONING = EventType.REASONING_DELTA
+_CALL_STARTED = EventType.TOOL_CALL_STARTED
+_CALL_DELTA = EventType.TOOL_CALL_DELTA
+_CALL_READY = EventType.TOOL_CALL_READY
+_STEPS = (EventType.STEP_STARTED, EventType.STEP_FINISHED)
+_USAGE = EventType.USAGE
+_RUN_STARTED = EventType.RUN_STARTED
+
 
 def text_bytes(text: str) -> int:
     """The estimated size of a string: its length if ASCII, else four bytes a character."""
@@ -228,22 +239,27 @@ class RunOutput:
     def add(self, type: EventType, data: Mapping[str, Any], size: int) -> None:
         """Fold one non-terminal event in; ``size`` is its estimated size (counted if it is
         one of :data:`OUTPUT_TYPES`)."""
-        if type is EventType.TEXT_DELTA:
+        if type is _TEXT:
+            # The hot path, inlined: most events of most runs are text deltas.
             self.bytes += size
-            self._delta(self._open_part("message"), data["text"])
-        elif type is EventType.REASONING_DELTA:
+            item = self._text or self._open_part("message")
+            item.chunks.append(data["text"])
+            self.deltas += 1
+            if self._listener is not None:
+                self._listener.item_delta(item, data["text"])
+        elif type is _REASONING:
             self.bytes += size
             self._delta(self._open_part("reasoning"), data["text"])
-        elif type is EventType.TOOL_CALL_STARTED:
+        elif type is _CALL_STARTED:
             self.bytes += size
             self._call(data)
-        elif type is EventType.TOOL_CALL_DELTA:
+        elif type is _CALL_DELTA:
             self.bytes += size
             item = self._call(data)
             if item.status == "in_progress":
                 item.streamed = True
                 self._delta(item, data["delta"])
-        elif type is EventType.TOOL_CALL_READY:
+        elif type is _CALL_READY:
             self.bytes += size
             item = self._call(data)
             if item.status == "in_progress":
@@ -252,11 +268,11 @@ class RunOutput:
                     # Clients that assemble arguments from deltas must see them too.
                     self._delta(item, arguments_json(data.get("arguments", {})))
                 self._close(item, "completed")
-        elif type is EventType.STEP_STARTED or type is EventType.STEP_FINISHED:
+        elif type is _STEPS[0] or type is _STEPS[1]:
             self._close_parts("completed")
-        elif type is EventType.USAGE:
+        elif type is _USAGE:
             self.usage = Usage(int(data.get("input_tokens", 0)), int(data.get("output_tokens", 0)))
-        elif type is EventType.RUN_STARTED:
+        elif type is _RUN_STARTED:
             self.started = True
 
     def finish(self, outcome: Outcome) -> None:

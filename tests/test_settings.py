@@ -36,6 +36,10 @@ def test_environment_reaches_the_engine_config(monkeypatch: pytest.MonkeyPatch) 
         "SHUTDOWN_GRACE": "1.5",
         "TERMINAL_DELIVERY_TIMEOUT": "0.75",
         "PENDING_CANCEL_TTL": "12",
+        "MAX_EVENT_BYTES": "2048",
+        "MAX_LOG_BYTES": "65536",
+        "MAX_OUTPUT_BYTES": "32768",
+        "MAX_CHUNK_BYTES": "4096",
     }.items():
         monkeypatch.setenv("SCOPESTREAM_" + name, value)
     config = load_settings().engine_config()
@@ -47,6 +51,12 @@ def test_environment_reaches_the_engine_config(monkeypatch: pytest.MonkeyPatch) 
     assert config.retention == 90
     assert config.max_log_events == 5000
     assert config.connection_buffer == 300
+    assert (
+        config.max_event_bytes,
+        config.max_log_bytes,
+        config.max_output_bytes,
+        config.max_chunk_bytes,
+    ) == (2048, 65536, 32768, 4096)
     assert config.shutdown_grace == 1.5
     assert config.terminal_delivery_timeout == 0.75
     assert config.pending_cancel_ttl == 12
@@ -78,6 +88,9 @@ def test_the_service_holds_the_configured_engine(monkeypatch: pytest.MonkeyPatch
         ("SCOPESTREAM_MAX_LOG_EVENTS", str(MIN_CONNECTION_BUFFER)),
         ("SCOPESTREAM_PRODUCERS", "no-equals-sign"),
         ("SCOPESTREAM_LOG_LEVEL", "LOUD"),
+        ("SCOPESTREAM_MAX_OUTPUT_BYTES", "100"),
+        ("SCOPESTREAM_MAX_EVENT_BYTES", str(64 * 1024 * 1024)),  # above the log's budget
+        ("SCOPESTREAM_DEMO_PRODUCERS", "perhaps"),
     ],
 )
 def test_a_bad_value_names_its_variable(
