@@ -152,13 +152,25 @@ class Connection:
         return chunk
 
     async def drain(self) -> bytes:
-        """Wait for the run's terminal and return every frame up to and including it.
+        """Wait for the run's terminal and return the frames still owed, ending with it.
 
         Used when the writer is being cancelled but still owes the client its terminal:
-        call it under ``trio.move_on_after(..., shield=True)``.
+        call it under ``trio.move_on_after(..., shield=True)``. At most one chunk of
+        events comes before the terminal: if the connection is further behind than that,
+        the rest is skipped with the protocol's explicit ``gap`` frame, so a lagging
+        connection cannot make one write of its whole backlog.
         """
         await self.run.wait_done()
+        log = self.run.log
         parts = []
         while (chunk := await self.next_chunk()) is not None:
             parts.append(chunk)
+            terminal = log.terminal
+            assert terminal is not None
+            if self._cursor < terminal.seq - 1:
+                parts.append(self.projection.gap(self._cursor + 1, terminal.seq - 1))
+                self._cursor = self._seen_last_seq = terminal.seq - 1
+                if self.projection.done:  # a protocol that cannot go on after a gap
+                    self._finished = True
+                    self.close_reason = "finished"
         return b"".join(parts)

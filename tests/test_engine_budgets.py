@@ -202,3 +202,22 @@ def test_budgets_are_validated() -> None:
         EngineConfig(max_event_bytes=2 * KIB, max_log_bytes=KIB)
     with pytest.raises(ValueError, match="max_chunk_bytes must be >= 1024"):
         EngineConfig(max_chunk_bytes=10)
+
+
+async def test_a_lagging_connection_drains_one_chunk_then_a_gap_and_the_terminal() -> None:
+    config = EngineConfig(max_chunk_bytes=256 * KIB, max_log_bytes=64 * 1024 * KIB)
+
+    async def producer(ctx: RunContext) -> None:
+        for _ in range(100):
+            await ctx.text("z" * (100 * KIB))
+
+    async with open_engine(config) as engine:
+        run = engine.start_run(producer)
+        with Connection(run, NativeProjection()) as connection:
+            with trio.fail_after(5):
+                raw = await connection.drain()
+    assert len(raw) <= 3 * 100 * KIB  # one chunk's worth, not the 10 MB backlog
+    frames = raw.split(b"\n\n")
+    assert b"event: gap" in raw
+    assert frames[-2].startswith(b"id: 102\nevent: run.completed")
+    assert connection.finished
