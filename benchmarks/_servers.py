@@ -90,6 +90,10 @@ def local_specs() -> dict[str, ServerSpec]:
                 # it as a slow consumer (defaults: 4,096 buffer, 100,000-event log).
                 "SCOPESTREAM_CONNECTION_BUFFER": "150000",
                 "SCOPESTREAM_MAX_LOG_EVENTS": "200000",
+                # The byte budgets too: one throughput stream carries up to 40,000 x 4 KiB
+                # (164 MB), beyond the defaults (32 MiB log, 16 MiB answer per run).
+                "SCOPESTREAM_MAX_LOG_BYTES": "268435456",
+                "SCOPESTREAM_MAX_OUTPUT_BYTES": "268435456",
                 # Finished runs stay readable 10 min by default; over a run of the suite that
                 # piles up millions of events and makes the garbage collector, not the stream,
                 # what later steps measure. The side channel needs seconds.
