@@ -12,6 +12,7 @@ from engine import (
     Connection,
     EngineConfig,
     ErrorCode,
+    Event,
     EventType,
     Failed,
     RunContext,
@@ -68,7 +69,7 @@ async def test_whole_answers_come_from_the_output_not_the_trimmed_log() -> None:
 
 @settings(max_examples=200, deadline=None)
 @given(logs())
-def test_the_responses_event_count_needs_no_replay(log: list) -> None:  # type: ignore[type-arg]
+def test_the_responses_event_count_needs_no_replay(log: list[Event]) -> None:
     projection = ResponsesProjection(response_id="resp_1", model="m", created_at=1)
     projection.events(log)
     assert responses_event_count(RunOutput.from_events(log)) == projection.numbered
