@@ -79,6 +79,7 @@ _HTTP_STATUS = {
     ErrorCode.INTERACTION_TIMEOUT: 504,
     ErrorCode.INTERACTION_NOT_SUPPORTED: 501,
     ErrorCode.CONTENT_FILTER: 400,
+    ErrorCode.WORKER_LOST: 503,
     ErrorCode.SERVER_ERROR: 500,
     # The answer could not be held whole within the server's budgets: the server's limit,
     # not a malformed request, and a retry would meet the same limit.

@@ -88,6 +88,8 @@ class ErrorCode(StrEnum):
     EVENT_TOO_LARGE = "event_too_large"
     #: The run's answer grew past its output budget (``max_output_bytes``).
     OUTPUT_TOO_LARGE = "output_too_large"
+    #: The worker running the run stopped answering (its heartbeat expired).
+    WORKER_LOST = "worker_lost"
 
 
 class CancelReason(StrEnum):

@@ -126,6 +126,7 @@ _ERROR_CODE_TABLE: Mapping[ErrorCode, str] = {
     ErrorCode.CONTENT_FILTER: "server_error",
     ErrorCode.EVENT_TOO_LARGE: "server_error",
     ErrorCode.OUTPUT_TOO_LARGE: "server_error",
+    ErrorCode.WORKER_LOST: "server_error",
 }
 
 _INCOMPLETE_REASONS: Mapping[str, str] = {
