@@ -7,6 +7,7 @@ library, over a raw socket.
 
 from __future__ import annotations
 
+import inspect
 import shutil
 import socket
 import subprocess
@@ -145,10 +146,12 @@ def clean_url(redis_server: RedisServer) -> str:
     return redis_server.url
 
 
-async def wait_until(check: Callable[[], Awaitable[bool]], interval: float = 0.02) -> None:
-    """Poll ``check`` until it holds (for what Redis does on its own clock, such as
-    expiry); the caller bounds the wait with ``trio.fail_after``."""
+async def wait_until(check: Callable[[], bool | Awaitable[bool]], interval: float = 0.005) -> None:
+    """Poll ``check`` (sync or async) until it holds: for what Redis does on its own clock
+    (expiry, a reply on another connection) on the real clock these tests use. The caller
+    bounds the wait with ``trio.fail_after``."""
     while True:
-        if await check():
+        result = check()
+        if await result if inspect.isawaitable(result) else result:
             return
         await trio.sleep(interval)

@@ -8,7 +8,9 @@ import importlib
 import pytest
 
 
-@pytest.mark.parametrize("module_name", ["engine", "engine.protocols", "engine.asgi", "app"])
+@pytest.mark.parametrize(
+    "module_name", ["engine", "engine.protocols", "engine.asgi", "engine.backends", "app"]
+)
 def test_all_is_complete_and_real(module_name: str) -> None:
     module = importlib.import_module(module_name)
     exported = set(module.__all__)
