@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps clean
+.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps system-redis clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,8 +23,20 @@ serve: $(STAMP)
 node-deps:
 	cd tests/node && npm ci --no-audit --no-fund --silent
 
+## redis-server for the Redis store's tests: installed with apt-get when missing (CI runs as
+## root on a fresh machine); without root it must already be installed.
+system-redis:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" -ne 0 ]; then \
+	    echo "redis-server is missing: apt-get install redis-server (as root)" >&2; exit 1; \
+	  fi; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    redis-server >/dev/null; \
+	}
+
 ## Lint, type-check and run the whole test suite (unit, end-to-end, real clients).
-test: $(STAMP) node-deps lint typecheck pytest
+test: $(STAMP) system-redis node-deps lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check
