@@ -222,6 +222,34 @@ async def test_live_keys_carry_the_live_ttl_and_finish_sets_retention_on_every_k
             assert await a.get_record("run_c") is None
 
 
+async def test_a_live_runs_keys_are_renewed_by_appends_and_heartbeats(redis_url: str) -> None:
+    with trio.fail_after(10):
+        async with store(redis_url, "w_a") as a:
+            await new_run(a, "run_1", client_run_id="c")
+            interaction = {"interaction_id": "int_1", "prompt": "?"}
+            await a.append(
+                "run_1", 1, text("q"), status=RunStatus.AWAITING_INPUT, interaction=interaction
+            )
+            keys = [k for k in a.run_keys("run_1") if k.endswith(("rec", "log", "ia"))]
+            alias_key = a.alias_keys(None, "c")[0]
+
+            async def shorten() -> None:
+                for key in [*keys, alias_key]:
+                    assert await a.client.pexpire(key, 5000)
+
+            async def renewed(with_alias: bool) -> None:
+                for key in [*keys, alias_key] if with_alias else keys:
+                    assert await a.client.pttl(key) > 590_000, key
+
+            await shorten()
+            await a.append("run_1", 2, text("more"))
+            await renewed(with_alias=False)
+            # A run paused for input writes nothing: its owner's heartbeat renews it.
+            await shorten()
+            assert (await a.touch("run_1"))[0] == "live"
+            await renewed(with_alias=True)
+
+
 async def test_nothing_is_left_after_many_finished_runs_and_the_retention(
     redis_url: str,
 ) -> None:

@@ -21,9 +21,9 @@ __all__ = [
     "CANCEL",
     "CLAIM_ALIAS",
     "CREATE",
+    "EXPIRE_ALIAS",
     "EXPIRE_INTERACTION",
     "FINISH",
-    "RELEASE_ALIAS",
     "REMEMBER_CANCEL",
     "RUN_KEYS",
     "TOUCH",
@@ -144,9 +144,8 @@ EXPIRE_INTERACTION = (
 if redis.call('HGET', KEYS[1], 'worker') ~= ARGV[1] then return {'fenced'} end
 local state = redis.call('HGET', KEYS[4], ARGV[2])
 if state == 'pending' then
+  -- The status stays awaiting_input until the owner's finish (interaction_timeout).
   redis.call('HSET', KEYS[4], ARGV[2], 'expired')
-  redis.call('HSET', KEYS[1], 'status', 'running')
-  redis.call('HDEL', KEYS[1], 'interaction')
   return {'expired'}
 end
 if state == 'answered' then
@@ -221,8 +220,9 @@ redis.call('SET', KEYS[2], ARGV[1], 'PX', ARGV[2])
 return {'remembered'}
 """
 
-#: KEYS: alias. ARGV: run_id, ttl_ms. Sets the alias's expiry if it still names the run.
-RELEASE_ALIAS = """
+#: KEYS: alias. ARGV: run_id, ttl_ms. Sets the alias's expiry if it still names the run
+#: (renewed while the run lives, the retention once it ended).
+EXPIRE_ALIAS = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'other'} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {'ok'}

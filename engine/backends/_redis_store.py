@@ -239,7 +239,7 @@ class RedisStore:
         self._touch = register(scripts.TOUCH)
         self._claim_alias = register(scripts.CLAIM_ALIAS)
         self._remember_cancel = register(scripts.REMEMBER_CANCEL)
-        self._release_alias = register(scripts.RELEASE_ALIAS)
+        self._expire_alias = register(scripts.EXPIRE_ALIAS)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -448,7 +448,7 @@ class RedisStore:
                     alias_key = alias_key or self.alias_keys(owner, client_run_id)[0]
                 if alias_key is not None:
                     await self._script(
-                        self._release_alias,
+                        self._expire_alias,
                         [alias_key],
                         [run_id, self._ms(self.config.retention)],
                     )
@@ -642,7 +642,7 @@ class RedisStore:
         if result[0] != "live":
             self._owned.pop(run_id, None)
         elif alias_key is not None:
-            await self._script(self._release_alias, [alias_key], [run_id, ttl])
+            await self._script(self._expire_alias, [alias_key], [run_id, ttl])
         return result
 
     async def live_runs(self) -> dict[str, str]:
@@ -669,7 +669,8 @@ async def open_redis_store(
     """Connect to Redis at ``url`` for the duration of the block.
 
     Checks that Redis answers before yielding: raises :class:`StoreUnavailable` naming
-    ``SCOPESTREAM_REDIS_URL`` if it does not. The client is entered here, so open the
+    ``SCOPESTREAM_REDIS_URL`` if it does not. Renews this worker's heartbeat once; keeping
+    it alive is :func:`~engine.backends._redis_liveness.heartbeat_loop`'s job. The client is entered here, so open the
     store in a task that lives as long as its users (coredis requires it).
     """
     where = safe_url(url)
@@ -682,6 +683,9 @@ async def open_redis_store(
     async with client:
         try:
             await store.ping()
+            # Beat once now: runs created before the heartbeat loop's first beat must not
+            # look orphaned to a sweeper. Without the loop the key lapses, as it should.
+            await store.beat()
             yield store
         except BaseException as exc:
             # Re-raised as it is below, not wrapped in an ExceptionGroup by the client's

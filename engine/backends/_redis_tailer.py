@@ -64,9 +64,8 @@ class _Tail:
         self.terminal_seq = 0  # 0 until the terminal event was read
 
     def add(self, events: list[Event]) -> None:
+        # XREAD from ``<last_seq>-0`` returns only later entries, in order.
         for event in events:
-            if event.seq <= self.last_seq:
-                continue  # already read (a join re-read from an older cursor)
             if self.mirror and event.seq != self.mirror[-1].seq + 1:
                 self.mirror.clear()  # trimmed past the tail: the mirror stays contiguous
             self.mirror.append(event)
