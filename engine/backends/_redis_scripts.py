@@ -3,7 +3,7 @@
 Every script touches only keys that share one hash tag, so each runs on one Redis Cluster
 slot: the run scripts take the run's keys in the order of :data:`RUN_KEYS` (record, log,
 cancel, interactions), all tagged ``{<run_id>}``; the alias scripts take an alias and its
-remembered cancel, both tagged ``{alias:<digest>}``. Nothing that spans runs (the live
+remembered cancel, both tagged ``{alias:<digest>}``; WAKE takes one tailer's wake stream. Nothing that spans runs (the live
 index, heartbeats) is written by a script.
 
 Conventions: every script returns a list whose first element is a verdict string
@@ -27,6 +27,7 @@ __all__ = [
     "REMEMBER_CANCEL",
     "RUN_KEYS",
     "TOUCH",
+    "WAKE",
 ]
 
 #: The suffixes of one run's keys, in the order every run script receives them.
@@ -225,5 +226,13 @@ return {'remembered'}
 EXPIRE_ALIAS = """
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then return {'other'} end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return {'ok'}
+"""
+
+#: KEYS: a tailer's wake stream. ARGV: ttl_ms. One entry (the stream keeps only the newest),
+#: written with its expiry in the same step.
+WAKE = """
+redis.call('XADD', KEYS[1], 'MAXLEN', '1', '*', 'w', '1')
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
 return {'ok'}
 """

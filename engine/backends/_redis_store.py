@@ -29,6 +29,7 @@ Keys (``P`` is the configured prefix, ``{r}`` the run id as a Redis Cluster hash
     P:{alias:h}:cancel   STRING  a cancel for a client_run_id not created yet
     P:live               HASH    live run id -> owning worker (for the sweeper)
     P:worker:{w}:hb      STRING  worker w's heartbeat, expiring after the heartbeat TTL
+    P:tailer:{w}:wake    STREAM  one entry, written to wake worker w's blocked XREAD
     P:ctl:<w>            pub/sub channel of worker w (cancel and answer signals)
 
 Everything expires: a key gets its expiry in the same step that writes it (``PEXPIRE`` on

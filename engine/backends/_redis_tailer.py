@@ -41,10 +41,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import trio
-from coredis import PureToken
 
 from .._events import Event
 from ._errors import StoreUnavailable
+from ._redis_scripts import WAKE
 from ._redis_store import ReadResult, RedisStore, _event_from_entry
 
 __all__ = ["Follower", "Tailer", "open_tailer"]
@@ -102,6 +102,7 @@ class Tailer:
         self._wake_id = "0-0"
         self._blocked = False  # an XREAD is out, with the streams it was sent with
         self._wake_needed = trio.Event()
+        self._wake_script = store.client.register_script(WAKE)
         self.reads = 0  # XREAD calls made (statistics)
 
     def statistics(self) -> dict[str, int]:
@@ -177,13 +178,7 @@ class Tailer:
             self._wake_needed = trio.Event()
             try:
                 with self.store.guard():
-                    await self.store.client.xadd(
-                        self._wake_key,
-                        {"w": "1"},
-                        trim_strategy=PureToken.MAXLEN,
-                        threshold=1,
-                    )
-                    await self.store.client.pexpire(self._wake_key, 60_000)
+                    await self._wake_script([self._wake_key], ["60000"])
             except StoreUnavailable:
                 pass  # the read loop is failing too, and rebuilds its read when it retries
 
