@@ -16,6 +16,7 @@ from engine.backends._redis_liveness import (
     control_loop,
     heartbeat_loop,
     sweep,
+    sweeper_loop,
 )
 from engine.backends._redis_store import RedisStoreConfig, open_redis_store
 from engine.backends._redis_tailer import open_tailer
@@ -178,3 +179,25 @@ async def test_a_lost_worker_runs_end_once_with_worker_lost(redis_url: str) -> N
                 ("lost", "run_2"),
             }
             assert a.owned == []
+
+
+async def test_the_sweeper_loop_ends_an_orphaned_run(redis_url: str) -> None:
+    with trio.fail_after(10):
+        async with (
+            open_redis_store(redis_url, CONFIG, worker_id="w_a") as a,
+            open_redis_store(redis_url, CONFIG, worker_id="w_s") as s,
+            trio.open_nursery() as nursery,
+        ):
+            # w_a beat once when it opened the store, and never again.
+            await a.create_run("run_1", producer="p")
+            await nursery.start(sweeper_loop, s, 0.05)
+
+            async def ended() -> bool:
+                record = await s.get_record("run_1")
+                return record is not None and record.status is RunStatus.FAILED
+
+            await wait_until(ended)
+            assert not await s.worker_alive("w_a")
+            events = (await s.read("run_1", 0)).events
+            assert [e.type for e in events] == [EventType.FAILED]
+            nursery.cancel_scope.cancel()

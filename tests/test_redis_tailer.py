@@ -7,15 +7,17 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
 
 from engine import Completed, Event, EventType, RunStatus
+from engine.backends import StoreUnavailable
 from engine.backends._redis_store import RedisStore, RedisStoreConfig, open_redis_store
 from engine.backends._redis_tailer import Tailer, open_tailer
-from tests._redis import clean_url, module_server, wait_until
+from tests._redis import clean_url, module_server, run_redis, wait_until
 
 pytestmark = pytest.mark.redis
 redis_server = pytest.fixture(scope="module")(module_server)
@@ -205,3 +207,27 @@ async def test_following_a_finished_run_ends(redis_url: str) -> None:
             async with tailer.follow("run_1", 4) as at_the_end:
                 assert [batch async for batch in at_the_end] == []
             assert tailer.statistics()["streams"] == 0
+
+
+async def test_the_tailer_recovers_when_redis_comes_back(tmp_path: Path) -> None:
+    with trio.fail_after(20):
+        with run_redis(tmp_path / "first") as server:
+            port = server.port
+            async with worker(server.url, "w_a", block=0.2) as (store, tailer):
+                await store.create_run("run_1", producer="p")
+                got: list[Event] = []
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(collect, tailer, "run_1", 0, got)
+                    await wait_until(lambda: "run_1" in tailer._tails)
+                    server.stop()
+                    with pytest.raises(StoreUnavailable):
+                        await store.append("run_1", 1, [(EventType.TEXT_DELTA, {})])
+                    reads = tailer.reads
+                    # Redis returns on the same address, empty (no persistence): the owner
+                    # writes the run again and the waiting follower gets it all.
+                    with run_redis(tmp_path / "second", port=port):
+                        await store.create_run("run_1", producer="p")
+                        await produce(store, "run_1", 3)
+                        await wait_until(lambda: bool(got) and got[-1].terminal)
+                    assert tailer.reads > reads
+                check_exact(got, 0, 4)

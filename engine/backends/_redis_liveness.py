@@ -37,7 +37,16 @@ from .._events import ErrorCode, ErrorInfo, Failed
 from ._errors import StoreUnavailable
 from ._redis_store import RedisStore
 
-__all__ = ["WORKER_LOST_MESSAGE", "ControlSignal", "control_loop", "heartbeat_loop", "sweep"]
+__all__ = [
+    "WORKER_LOST_MESSAGE",
+    "ControlSignal",
+    "beat_once",
+    "control_loop",
+    "heartbeat_loop",
+    "parse_control_message",
+    "sweep",
+    "sweeper_loop",
+]
 
 logger = logging.getLogger("scopestream.redis")
 
