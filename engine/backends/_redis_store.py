@@ -222,6 +222,8 @@ class RedisStore:
         worker_id: str,
         where: str,
     ) -> None:
+        if not _valid_id(worker_id) or " " in worker_id:
+            raise ValueError(f"invalid worker id {worker_id!r}")
         self.client = client
         self.config = config
         self.worker_id = worker_id
@@ -248,7 +250,7 @@ class RedisStore:
         return [f"{self.config.prefix}:{{{run_id}}}:{suffix}" for suffix in scripts.RUN_KEYS]
 
     def log_key(self, run_id: str) -> str:
-        return f"{self.config.prefix}:{{{run_id}}}:log"
+        return self.run_keys(run_id)[1]
 
     def heartbeat_key(self, worker_id: str) -> str:
         return f"{self.config.prefix}:worker:{{{worker_id}}}:hb"
