@@ -56,25 +56,29 @@ import secrets
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from contextlib import asynccontextmanager, contextmanager
-from dataclasses import dataclass, field
 from typing import Any, Literal, cast
-from urllib.parse import urlsplit
 
 import coredis
 import coredis.exceptions
 
 from .._errors import InteractionNotFound, InteractionNotPending, RunConflict, RunNotFound
-from .._events import (
-    TERMINAL_TYPES,
-    CancelReason,
-    Event,
-    EventType,
-    Outcome,
-    RunStatus,
-    outcome_from_event,
-)
+from .._events import TERMINAL_TYPES, CancelReason, EventType, Outcome, RunStatus
 from . import _redis_scripts as scripts
 from ._errors import StoreUnavailable
+from ._redis_model import AppendResult as AppendResult
+from ._redis_model import CreatedRun as CreatedRun
+from ._redis_model import FinishResult as FinishResult
+from ._redis_model import ReadResult as ReadResult
+from ._redis_model import RedisStoreConfig as RedisStoreConfig
+from ._redis_model import RunRecord as RunRecord
+from ._redis_model import (
+    dumps,
+    event_from_entry,
+    owner_value,
+    record_from_hash,
+    safe_url,
+    valid_id,
+)
 
 __all__ = [
     "AppendResult",
@@ -92,122 +96,6 @@ URL_SETTING = "SCOPESTREAM_REDIS_URL"
 _UNREACHABLE = (coredis.exceptions.ConnectionError, OSError)
 
 
-@dataclass(frozen=True, slots=True)
-class RedisStoreConfig:
-    """Durations in seconds.
-
-    ``live_ttl`` bounds how long a live run's keys survive without a write or heartbeat
-    from its owner; it must be well above ``heartbeat_ttl`` so that only the sweeper, never
-    an expiry, ends a run whose owner died.
-    """
-
-    prefix: str = "ss"
-    retention: float = 600.0
-    max_log_events: int = 100_000
-    live_ttl: float = 3600.0
-    heartbeat_interval: float = 1.0
-    heartbeat_ttl: float = 5.0
-    pending_cancel_ttl: float = 60.0
-
-    def __post_init__(self) -> None:
-        if not self.prefix or any(c in self.prefix for c in "{}"):
-            raise ValueError("prefix must be non-empty and contain no braces")
-        if self.max_log_events < 2:
-            raise ValueError("max_log_events must be at least 2")
-        if self.heartbeat_interval <= 0 or self.heartbeat_ttl <= self.heartbeat_interval:
-            raise ValueError("heartbeat_ttl must be greater than heartbeat_interval > 0")
-        if self.live_ttl < 3 * self.heartbeat_ttl:
-            raise ValueError("live_ttl must be at least 3 * heartbeat_ttl")
-        for name in ("retention", "pending_cancel_ttl"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name} must be > 0")
-
-
-@dataclass(frozen=True, slots=True)
-class RunRecord:
-    """A run as any worker reads it from the store."""
-
-    id: str
-    owner: str | None
-    producer: str
-    status: RunStatus
-    worker: str
-    client_run_id: str | None
-    created_at: float
-    started_at: float | None
-    ended_at: float | None
-    last_seq: int
-    outcome: Outcome | None
-    interaction: Mapping[str, Any] | None  # the pending one, as announced
-    metadata: Mapping[str, Any] = field(default_factory=dict)
-    answer: Mapping[str, Any] | None = None  # the final answer view, once finished
-
-
-@dataclass(frozen=True, slots=True)
-class ReadResult:
-    """Events after a cursor. ``missing_from`` is ``cursor + 1`` when events from there up
-    to the first one returned were trimmed away (0 when nothing is missing)."""
-
-    missing_from: int
-    events: list[Event]
-
-
-@dataclass(frozen=True, slots=True)
-class CreatedRun:
-    run_id: str
-    #: A cancel requested before the run existed (by ``client_run_id``): start cancelled.
-    cancel_reason: CancelReason | None
-
-
-@dataclass(frozen=True, slots=True)
-class AppendResult:
-    """``ok``: written up to ``last_seq``. ``fenced``: another worker owns the run.
-    ``finished``: the run already ended (a sweeper or a cancel decided). ``out_of_order``:
-    ``first_seq`` was not ``last_seq + 1``. ``not_found``: no such run (expired)."""
-
-    verdict: Literal["ok", "fenced", "finished", "out_of_order", "not_found"]
-    last_seq: int
-
-
-@dataclass(frozen=True, slots=True)
-class FinishResult:
-    """``won``: this call wrote the terminal, at ``seq``. Otherwise nothing changed:
-    ``already_finished`` (``status`` says how it ended), ``fenced`` (the run's worker is not
-    the expected one), ``not_found``."""
-
-    verdict: Literal["won", "already_finished", "fenced", "not_found"]
-    seq: int = 0
-    status: RunStatus | None = None
-
-
-def _dumps(value: object) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def _valid_id(value: str) -> bool:
-    # Braces would move the key out of its hash tag; such an id was never issued.
-    return bool(value) and "{" not in value and "}" not in value
-
-
-def _owner_value(owner: str | None) -> str:
-    if owner == "":
-        raise ValueError("owner must be None or a non-empty string")
-    return owner or ""
-
-
-def _event_from_entry(run_id: str, entry: Any) -> Event:
-    seq = int(str(entry.identifier).partition("-")[0])
-    fields = entry.field_values
-    return Event(seq, EventType(fields["t"]), run_id, json.loads(fields["d"]))
-
-
-def safe_url(url: str) -> str:
-    """The URL without credentials, for messages and logs."""
-    parts = urlsplit(url)
-    host = parts.hostname or parts.path or "?"
-    return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
-
-
 class RedisStore:
     """One worker's handle on the shared store. Create with :func:`open_redis_store`.
 
@@ -222,7 +110,7 @@ class RedisStore:
         worker_id: str,
         where: str,
     ) -> None:
-        if not _valid_id(worker_id) or " " in worker_id:
+        if not valid_id(worker_id) or " " in worker_id:
             raise ValueError(f"invalid worker id {worker_id!r}")
         self.client = client
         self.config = config
@@ -257,7 +145,7 @@ class RedisStore:
 
     def alias_keys(self, owner: str | None, client_run_id: str) -> list[str]:
         # A digest keeps any client_run_id (braces, colons, length) out of the key syntax.
-        digest = hashlib.sha256(_dumps([owner, client_run_id]).encode()).hexdigest()[:32]
+        digest = hashlib.sha256(dumps([owner, client_run_id]).encode()).hexdigest()[:32]
         return [f"{self.config.prefix}:{{alias:{digest}}}:{s}" for s in ("id", "cancel")]
 
     def control_channel(self, worker_id: str) -> str:
@@ -310,9 +198,9 @@ class RedisStore:
         ``client_run_id``. A cancel remembered for that ``client_run_id`` comes back as
         ``cancel_reason``.
         """
-        if not _valid_id(run_id):
+        if not valid_id(run_id):
             raise ValueError(f"invalid run id {run_id!r}")
-        owner_value = _owner_value(owner)
+        owner_field = owner_value(owner)
         alias_key = None
         if client_run_id is not None:
             alias_key = await self._claim(run_id, owner, client_run_id)
@@ -322,14 +210,14 @@ class RedisStore:
             await self.client.hset(self.live_key, {run_id: self.worker_id})
         fields: dict[str, str] = {
             "id": run_id,
-            "owner": owner_value,
+            "owner": owner_field,
             "producer": producer,
             "status": str(RunStatus.QUEUED),
             "worker": self.worker_id,
             "client_run_id": client_run_id or "",
             "created_at": repr(time.time()),
             "last_seq": "0",
-            "metadata": _dumps(dict(metadata or {})),
+            "metadata": dumps(dict(metadata or {})),
         }
         pairs = [item for kv in fields.items() for item in kv]
         result = await self._script(
@@ -356,7 +244,7 @@ class RedisStore:
                         self._cancel,
                         self.run_keys(run_id),
                         [
-                            _owner_value(owner),
+                            owner_value(owner),
                             result[1],
                             run_id,
                             self.control_prefix,
@@ -402,10 +290,10 @@ class RedisStore:
             str(status) if status is not None else "",
             repr(time.time()),
             interaction_id,
-            _dumps(dict(interaction)) if interaction else "",
+            dumps(dict(interaction)) if interaction else "",
         ]
         for type, data in events:
-            args += [str(type), _dumps(dict(data))]
+            args += [str(type), dumps(dict(data))]
         result = await self._script(self._append, self.run_keys(run_id), args)
         last = int(result[1]) if len(result) > 1 else 0
         return AppendResult(cast(Any, result[0]), last)
@@ -433,8 +321,8 @@ class RedisStore:
                 worker,
                 str(outcome.status),
                 str(outcome.event_type),
-                _dumps(outcome.as_dict()),
-                _dumps(dict(answer)) if answer is not None else "",
+                dumps(outcome.as_dict()),
+                dumps(dict(answer)) if answer is not None else "",
                 repr(time.time()),
                 self.config.max_log_events,
                 self._ms(self.config.retention),
@@ -495,13 +383,13 @@ class RedisStore:
     ) -> Literal["requested", "already_decided", "not_found"]:
         """Ask the run's owner to cancel it: the reason is stored (the first one wins) and
         published to the owner's control channel. The owner decides the outcome."""
-        if not _valid_id(run_id):
+        if not valid_id(run_id):
             return "not_found"
         result = await self._script(
             self._cancel,
             self.run_keys(run_id),
             [
-                _owner_value(owner),
+                owner_value(owner),
                 str(reason),
                 run_id,
                 self.control_prefix,
@@ -536,7 +424,7 @@ class RedisStore:
             self._cancel,
             self.run_keys(run_id),
             [
-                _owner_value(owner),
+                owner_value(owner),
                 str(reason),
                 run_id,
                 self.control_prefix,
@@ -556,12 +444,12 @@ class RedisStore:
         Raises :class:`RunNotFound`, :class:`InteractionNotFound`, or
         :class:`InteractionNotPending` (answered, expired, or cleared by the run's end).
         """
-        if not _valid_id(run_id):
+        if not valid_id(run_id):
             raise RunNotFound(run_id)
         result = await self._script(
             self._answer,
             self.run_keys(run_id),
-            [_owner_value(owner), interaction_id, _dumps(response), self.control_prefix, run_id],
+            [owner_value(owner), interaction_id, dumps(response), self.control_prefix, run_id],
         )
         if result[0] == "no_run":
             raise RunNotFound(run_id)
@@ -575,49 +463,25 @@ class RedisStore:
     async def read(self, run_id: str, after: int, count: int | None = None) -> ReadResult:
         """Up to ``count`` events after seq ``after``. XRANGE silently starts at the oldest
         entry left, so a trimmed cursor is detected from the first id returned."""
-        if not _valid_id(run_id):
+        if not valid_id(run_id):
             return ReadResult(0, [])
         with self.guard():
             entries = await self.client.xrange(
                 self.log_key(run_id), f"{after + 1}-0", "+", count=count
             )
-        events = [_event_from_entry(run_id, entry) for entry in entries]
+        events = [event_from_entry(run_id, entry) for entry in entries]
         missing_from = after + 1 if events and events[0].seq > after + 1 else 0
         return ReadResult(missing_from, events)
 
     async def get_record(self, run_id: str) -> RunRecord | None:
         """The run's record, or ``None`` if there is none (never created, or expired)."""
-        if not _valid_id(run_id):
+        if not valid_id(run_id):
             return None
         with self.guard():
             raw = await self.client.hgetall(self.run_keys(run_id)[0])
         if not raw:
             return None
-        status = RunStatus(raw["status"])
-        outcome = None
-        if status.terminal and raw.get("outcome"):
-            type = {
-                RunStatus.COMPLETED: EventType.COMPLETED,
-                RunStatus.FAILED: EventType.FAILED,
-                RunStatus.CANCELLED: EventType.CANCELLED,
-            }[status]
-            outcome = outcome_from_event(Event(0, type, run_id, json.loads(raw["outcome"])))
-        return RunRecord(
-            id=raw["id"],
-            owner=raw["owner"] or None,
-            producer=raw["producer"],
-            status=status,
-            worker=raw["worker"],
-            client_run_id=raw["client_run_id"] or None,
-            created_at=float(raw["created_at"]),
-            started_at=float(raw["started_at"]) if raw.get("started_at") else None,
-            ended_at=float(raw["ended_at"]) if raw.get("ended_at") else None,
-            last_seq=int(raw["last_seq"]),
-            outcome=outcome,
-            interaction=json.loads(raw["interaction"]) if raw.get("interaction") else None,
-            metadata=json.loads(raw.get("metadata") or "{}"),
-            answer=json.loads(raw["answer"]) if raw.get("answer") else None,
-        )
+        return record_from_hash(run_id, raw)
 
     async def lookup(self, client_run_id: str, *, owner: str | None = None) -> str | None:
         """The run id this owner's ``client_run_id`` names, if any."""

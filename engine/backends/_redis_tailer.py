@@ -44,8 +44,9 @@ import trio
 
 from .._events import Event
 from ._errors import StoreUnavailable
+from ._redis_model import ReadResult, event_from_entry
 from ._redis_scripts import WAKE
-from ._redis_store import ReadResult, RedisStore, _event_from_entry
+from ._redis_store import RedisStore
 
 __all__ = ["Follower", "Tailer", "open_tailer"]
 
@@ -170,7 +171,7 @@ class Tailer:
             run_id = key.split("{", 1)[1].rsplit("}", 1)[0]
             tail = self._tails.get(run_id)
             if tail is not None:
-                tail.add([_event_from_entry(run_id, entry) for entry in entries])
+                tail.add([event_from_entry(run_id, entry) for entry in entries])
 
     async def _wake_loop(self) -> None:
         while True:
