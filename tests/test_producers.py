@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -30,6 +31,29 @@ async def test_synthetic_events_sizes_and_finish_reason() -> None:
     run = await run_synthetic(events=5, event_bytes=7, finish_reason="content_filter")
     assert texts(run) == ["x" * 7] * 5
     assert run.outcome is not None and run.outcome.finish_reason == "content_filter"  # type: ignore[union-attr]
+
+
+async def test_synthetic_reasoning_and_tool_calls_come_before_the_text() -> None:
+    run = await run_synthetic(events=2, event_bytes=3, reasoning_events=2, tool_calls=1)
+    kinds = [e.type for e in run.log.all()][1:-2]  # between run.started and usage, terminal
+    assert kinds == [
+        EventType.REASONING_DELTA,
+        EventType.REASONING_DELTA,
+        EventType.TOOL_CALL_STARTED,
+        EventType.TOOL_CALL_DELTA,
+        EventType.TOOL_CALL_DELTA,
+        EventType.TOOL_CALL_READY,
+        EventType.TOOL_RESULT,
+        EventType.TEXT_DELTA,
+        EventType.TEXT_DELTA,
+    ]
+    events = run.log.all()
+    deltas = "".join(e.data["delta"] for e in events if e.type is EventType.TOOL_CALL_DELTA)
+    ready = next(e for e in events if e.type is EventType.TOOL_CALL_READY)
+    assert json.loads(deltas) == ready.data["arguments"] == {"query": "item 1"}
+    result = next(e for e in events if e.type is EventType.TOOL_RESULT)
+    assert result.data["tool_call_id"] == ready.data["tool_call_id"]
+    assert result.data["output"] == {"item": 1, "found": True}
 
 
 async def test_synthetic_interval(autojump_clock: trio.testing.MockClock) -> None:

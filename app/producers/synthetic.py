@@ -10,6 +10,10 @@ process can measure delivery latency.
 Its whole output, ``events`` x ``event_bytes``, may not exceed the service's output budget
 (``SCOPESTREAM_MAX_OUTPUT_BYTES``): asking for more is a 400 naming ``events``, rather than a
 run that fails with ``output_too_large`` once it gets there.
+
+Before its text, it can think aloud (``reasoning_events`` reasoning deltas) and call a tool
+``tool_calls`` times (arguments streamed in two deltas, then a result), so a client can show
+every kind of part a real agent sends.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ class SyntheticInput(BaseModel):
     finish_reason: FinishReason = "stop"
     stall_at: int | None = Field(None, ge=1)
     stamp: bool = False
+    reasoning_events: int = Field(0, ge=0, le=1_000)
+    tool_calls: int = Field(0, ge=0, le=100)
 
     @field_validator("events")
     @classmethod
@@ -57,6 +63,14 @@ async def run_synthetic(ctx: RunContext) -> FinishReason:
     p = SyntheticInput.model_validate(ctx.input)
     filler = "x" * p.event_bytes
     interval = p.interval_ms / 1000
+    for i in range(1, p.reasoning_events + 1):
+        await ctx.reasoning(f"Thinking, step {i}. ")
+    for i in range(1, p.tool_calls + 1):
+        call_id = await ctx.tool_call("lookup")
+        await ctx.tool_call_delta(call_id, '{"query": ')
+        await ctx.tool_call_delta(call_id, f'"item {i}"}}')
+        await ctx.tool_call_ready(call_id, "lookup", {"query": f"item {i}"})
+        await ctx.tool_result(call_id, {"item": i, "found": True})
     for i in range(1, p.events + 1):
         if i > 1 and interval:
             await trio.sleep(interval)
