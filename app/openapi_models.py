@@ -27,7 +27,13 @@ from werkzeug.routing.rules import Rule
 
 from .schemas import ErrorBody, RunView
 
+#: How many runs ``GET /v1/runs`` lists by default, and at most.
+DEFAULT_RUN_LIST = 20
+MAX_RUN_LIST = 100
+
 __all__ = [
+    "DEFAULT_RUN_LIST",
+    "MAX_RUN_LIST",
     "ChatCompletion",
     "ChatCompletionAnswer",
     "EventStream",
@@ -42,6 +48,7 @@ __all__ = [
     "ResponseStreamQuery",
     "RunAnswer",
     "RunEventsQuery",
+    "RunListQuery",
     "ScopestreamOpenAPIProvider",
     "StoredResponseAnswer",
     "UIMessageStream",
@@ -269,6 +276,15 @@ class LastEventIdHeader(BaseModel):
         alias="Last-Event-ID",
         ge=0,
         description="The SSE resume header: only events with a seq above it, if ?after is absent.",
+    )
+
+
+class RunListQuery(BaseModel):
+    limit: int = Field(
+        DEFAULT_RUN_LIST,
+        ge=1,
+        le=MAX_RUN_LIST,
+        description="How many runs, newest first (400 if invalid).",
     )
 
 

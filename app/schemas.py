@@ -18,6 +18,7 @@ __all__ = [
     "InteractionAnswer",
     "InteractionRef",
     "RunLinks",
+    "RunList",
     "RunOutcome",
     "RunOutputView",
     "RunView",
@@ -130,6 +131,14 @@ class RunView(BaseModel):
     output: RunOutputView
     pending_interaction: InteractionRef | None = None
     links: RunLinks
+
+
+class RunList(BaseModel):
+    """The caller's most recent runs, newest first (finished runs stay listed for the
+    retention period)."""
+
+    object: Literal["list"] = "list"
+    data: list[RunView]
 
 
 class ExecutionAccepted(BaseModel):

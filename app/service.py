@@ -189,6 +189,13 @@ class Service:
         except RunNotFound:
             raise ApiError(404, "not_found", f"No run {run_id!r}.") from None
 
+    def recent_runs(self, owner: str | None, limit: int) -> list[Run]:
+        """The owner's ``limit`` most recently created runs, newest first. Runs of other
+        owners are never listed, as they are never found."""
+        mine = [run for run in self.engine.runs() if run.owner == owner]
+        mine.sort(key=lambda run: run.created_at, reverse=True)
+        return mine[:limit]
+
     async def settle(self, run: Run) -> Literal["done", "awaiting_input"]:
         """Wait, for a non-streaming request, until the run ends or asks for input.
 

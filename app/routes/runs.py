@@ -25,11 +25,14 @@ from engine.protocols.native import NativeProjection, error_body
 
 from ..errors import ApiError
 from ..openapi_models import (
+    DEFAULT_RUN_LIST,
+    MAX_RUN_LIST,
     InvalidParameter,
     LastEventIdHeader,
     NativeEventStream,
     RunAnswer,
     RunEventsQuery,
+    RunListQuery,
     WaitQuery,
 )
 from ..schemas import (
@@ -38,6 +41,7 @@ from ..schemas import (
     ErrorBody,
     ExecutionAccepted,
     InteractionAnswer,
+    RunList,
     RunView,
 )
 from ..service import current_service, run_path, run_view
@@ -107,6 +111,26 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         if await service.settle(run) == "awaiting_input":
             return execution_accepted(run)
         return finished_run(run)
+
+    @bp.get("/v1/runs")
+    @document_querystring(RunListQuery)
+    @document_response(RunList, 200)
+    @document_response(InvalidParameter, 400)
+    async def list_runs() -> Response:
+        """The caller's most recent runs, newest first: only runs created with the caller's
+        API key (when keys are on), live and finished (until their retention runs out)."""
+        service = current_service()
+        owner = service.auth.owner()
+        limit = cursor_param("limit", request.args.get("limit"))
+        if limit is not None and not 1 <= limit <= MAX_RUN_LIST:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"limit must be between 1 and {MAX_RUN_LIST}.",
+                fields=[{"field": "limit", "message": f"must be between 1 and {MAX_RUN_LIST}"}],
+            )
+        runs = service.recent_runs(owner, DEFAULT_RUN_LIST if limit is None else limit)
+        return json_response(RunList(data=[run_view(run) for run in runs]))
 
     @bp.get("/v1/runs/<run_id>")
     @document_response(RunView, 200)
