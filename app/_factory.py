@@ -14,6 +14,7 @@ from ._request import JsonRequest
 from .errors import install_error_handlers
 from .logs import configure_logging
 from .openapi_models import ScopestreamOpenAPIProvider
+from .playground import playground_blueprint
 from .routes._common import no_content
 from .routes.ai_sdk import ai_sdk_blueprint
 from .routes.openai import openai_blueprint
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
     app.register_blueprint(openai_blueprint(settings))
     app.register_blueprint(ai_sdk_blueprint())
     app.register_blueprint(ops_blueprint())
+    app.register_blueprint(playground_blueprint())
 
     @app.before_serving
     async def _open_engine() -> None:

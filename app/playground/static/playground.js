@@ -1,0 +1,406 @@
+// The playground's controller: start a run over the chosen protocol, apply its frames to
+// the page's state, keep that state in sessionStorage (so a reload resumes from the last
+// cursor), stop runs, answer their questions.
+//
+// The state and the cursor are saved together after every network chunk, in the same task
+// that applied the chunk: a reload can only happen between two chunks, so the saved text is
+// always exactly the text up to the saved cursor. Resuming asks for what follows it.
+
+import * as api from "./api.js";
+import { PROTOCOLS, native } from "./protocols.js";
+import { readFrames } from "./sse.js";
+import { refreshMetrics, refreshRuns } from "./panels.js";
+import { renderRun, renderTranscript } from "./view.js";
+
+const STORE = "scopestream.playground.run";
+const GRACE_SECONDS = 30;
+const RETRY_DELAYS = [250, 500, 1000, 2000, 4000];
+const LABELS = Object.fromEntries(Object.entries(PROTOCOLS).map(([name, p]) => [name, p.label]));
+const TERMINAL = new Set(["completed", "failed", "cancelled"]);
+
+let state = load();
+let generation = 0; // bumped when a stream is replaced: older readers stop applying frames
+let unloading = false;
+let stopClickedAt = null; // performance.now() of the last Stop click, in this page only
+
+function load() {
+  try {
+    const saved = JSON.parse(sessionStorage.getItem(STORE));
+    return saved && saved.runId ? saved : null;
+  } catch {
+    return null;
+  }
+}
+
+function save() {
+  if (unloading) return;
+  if (state) sessionStorage.setItem(STORE, JSON.stringify(state));
+  else sessionStorage.removeItem(STORE);
+}
+
+const handlers = { answer };
+
+function render() {
+  renderTranscript(state, handlers);
+  renderRun(state, LABELS);
+}
+
+function protocolOf(s) {
+  return s.via === "native" ? native : PROTOCOLS[s.protocol];
+}
+
+// -- the form ------------------------------------------------------------------------
+
+function readForm() {
+  const form = document.getElementById("run-form");
+  const data = new FormData(form);
+  const protocol = data.get("protocol");
+  const producer = data.get("producer");
+  const params = {};
+  for (const input of form.querySelectorAll("[data-for] input, [data-for] select")) {
+    const owner = input.closest("[data-for]").dataset.for.split(" ");
+    if (!owner.includes(producer) || input.value === "") continue;
+    params[input.name] = input.type === "number" ? Number(input.value) : input.value;
+  }
+  if (producer === "synthetic" && params.fail_at === undefined) delete params.fail_code;
+  const choice = data.get("on_disconnect");
+  return {
+    protocol,
+    producer,
+    params,
+    message: data.get("message"),
+    background: data.get("background") === "on" && !form.querySelector("[name=background]").closest("[hidden]"),
+    onDisconnect: choice === "grace" ? { grace: GRACE_SECONDS } : choice,
+    chatId: `chat_${crypto.randomUUID()}`,
+  };
+}
+
+function showProducerOptions() {
+  const producer = document.getElementById("producer").value;
+  for (const group of document.querySelectorAll("[data-for]")) {
+    group.hidden = !group.dataset.for.split(" ").includes(producer);
+  }
+  const form = document.getElementById("run-form");
+  const protocol = new FormData(form).get("protocol");
+  document.getElementById("protocol-hint").textContent = PROTOCOLS[protocol].hint;
+  for (const option of form.querySelectorAll("[data-protocols]")) {
+    option.hidden = !option.dataset.protocols.split(" ").includes(protocol);
+  }
+  // The AI SDK route keeps a run for its resume only with "continue" (it has no grace).
+  const policy = form.elements.on_disconnect;
+  if (policy.selectedOptions[0]?.hidden) policy.value = "continue";
+}
+
+async function loadProducers() {
+  const select = document.getElementById("producer");
+  try {
+    const models = await api.requestJSON("/v1/models");
+    select.replaceChildren(...models.data.map((m) => new Option(m.id, m.id, m.id === "echo", m.id === "echo")));
+  } catch (error) {
+    notice(`Could not list producers: ${error.message}`);
+  }
+  showProducerOptions();
+}
+
+// -- running -------------------------------------------------------------------------
+
+function notice(text) {
+  if (!state) return;
+  state.notices.push(text);
+}
+
+async function start(event) {
+  event?.preventDefault();
+  const opts = readForm();
+  generation += 1;
+  const gen = generation;
+  stopClickedAt = null;
+  state = {
+    protocol: opts.protocol, producer: opts.producer, message: opts.message, chatId: opts.chatId,
+    runId: null, responseId: null, via: null, cursor: null, parts: [], notices: [],
+    terminal: null, server: null, phase: "starting", startedAt: Date.now(), latencyMs: null,
+  };
+  render();
+  let started;
+  try {
+    started = await PROTOCOLS[opts.protocol].start(opts, api);
+  } catch (error) {
+    if (gen !== generation) return;
+    // Refused before any stream: a bad request, or a run that failed before its first
+    // event (the server answers those with an HTTP error, not a 200 stream).
+    state.terminal = { status: "failed", code: error.code, message: error.message, source: `HTTP ${error.status ?? "error"}, before any event` };
+    state.phase = "done";
+    render();
+    return;
+  }
+  if (gen !== generation) return;
+  state.runId = started.runId;
+  state.responseId = started.responseId || null;
+  save();
+  render();
+  refreshRuns();
+  if (started.response) await consume(started.response, gen);
+  else await resume();
+}
+
+function findTool(id) {
+  return state.parts.find((p) => p.kind === "tool" && (p.id === id || p.itemId === id));
+}
+
+function appendText(kind, text) {
+  const last = state.parts[state.parts.length - 1];
+  if (last && last.kind === kind) last.text += text;
+  else state.parts.push({ kind, text });
+}
+
+function apply(step) {
+  switch (step.t) {
+    case "text": appendText("text", step.text); break;
+    case "reasoning": appendText("reasoning", step.text); break;
+    case "tool-start":
+      if (!findTool(step.id)) state.parts.push({ kind: "tool", id: step.id, itemId: step.itemId, name: step.name, args: "" });
+      break;
+    case "tool-args": { const tool = findTool(step.id); if (tool) tool.args += step.delta; break; }
+    case "tool-ready": {
+      const tool = findTool(step.id);
+      if (tool) { tool.args = step.args; if (step.name) tool.name = step.name; }
+      break;
+    }
+    case "tool-output": { const tool = findTool(step.id); if (tool) tool.output = step.output; break; }
+    case "ask":
+      if (!state.parts.some((p) => p.kind === "ask" && p.id === step.id)) {
+        state.parts.push({ kind: "ask", id: step.id, prompt: step.prompt, url: step.url, state: "pending" });
+      }
+      break;
+    case "resolved": {
+      const ask = state.parts.find((p) => p.kind === "ask" && p.id === step.id);
+      if (ask && ask.state === "pending") ask.state = "answered";
+      break;
+    }
+    case "data":
+      if (step.name !== "interaction") state.parts.push({ kind: "data", name: step.name, data: step.data });
+      break;
+    case "cursor": state.cursor = step.value; break;
+    case "notice": notice(step.text); break;
+    case "terminal": settle(step); break;
+    default: break;
+  }
+}
+
+function settle(terminal) {
+  if (state.terminal) return; // one terminal per run: anything after it is not shown as one
+  const { t, ...facts } = terminal;
+  state.terminal = facts;
+  if (stopClickedAt !== null) state.latencyMs = performance.now() - stopClickedAt;
+  for (const part of state.parts) {
+    if (part.kind !== "ask" || part.state !== "pending") continue;
+    if (facts.status === "cancelled") part.state = "cancelled";
+    else if (facts.code === "interaction_timeout") part.state = "timed out";
+    else part.state = "closed";
+  }
+}
+
+/** Read one stream to its end, applying and saving chunk by chunk. */
+async function consume(response, gen) {
+  const decode = protocolOf(state).decoder();
+  state.phase = "streaming";
+  render();
+  try {
+    await readFrames(response, (frames) => {
+      if (gen !== generation) return false;
+      for (const frame of frames) for (const step of decode(frame)) apply(step);
+      save();
+      render();
+      return true;
+    });
+  } catch {
+    // the connection broke: handled below like a stream that ended early
+  }
+  if (gen !== generation || unloading) return;
+  if (state.terminal) await confirm(gen);
+  else retryLater(gen, 0);
+}
+
+/** After the terminal: what does the run's own status say? (They must agree.) */
+async function confirm(gen) {
+  try {
+    const view = await api.requestJSON(`/v1/runs/${state.runId}`);
+    if (gen !== generation) return;
+    const outcome = view.outcome || {};
+    const detail = outcome.reason || outcome.error?.code || outcome.finish_reason || "";
+    state.server = { status: view.status, detail };
+    if (!TERMINAL.has(view.status)) {
+      // The stream ended with a connection error the protocol frames like a failure (the AI
+      // SDK's slow-consumer end): the run goes on, so follow it again.
+      state.terminal = null;
+      state.server = null;
+      notice("The stream ended before the run did; resuming.");
+      retryLater(gen, 0);
+      return;
+    }
+    const t = state.terminal;
+    t.code ??= outcome.error?.code;
+    t.message ??= outcome.error?.message;
+    t.reason ??= outcome.reason;
+    t.finishReason ??= outcome.finish_reason;
+  } catch (error) {
+    if (gen !== generation) return;
+    notice(`Could not read the run's status: ${error.message}`);
+  }
+  state.phase = "done";
+  save();
+  render();
+  refreshRuns();
+  refreshMetrics();
+}
+
+function retryLater(gen, attempt) {
+  if (attempt >= RETRY_DELAYS.length) {
+    state.phase = "disconnected";
+    notice("Lost the connection to the server. Reload the page to resume.");
+    save();
+    render();
+    return;
+  }
+  state.phase = "reconnecting";
+  render();
+  setTimeout(() => {
+    if (gen === generation && !unloading) resume(attempt + 1);
+  }, RETRY_DELAYS[attempt]);
+}
+
+/** Follow the run again from the saved cursor (after a reload, a lost connection, or from
+ *  the recent-runs list). A protocol without resume is followed through the native log. */
+async function resume(attempt = 0) {
+  generation += 1;
+  const gen = generation;
+  state.phase = "resuming";
+  render();
+  let plan = protocolOf(state).resume(state);
+  let response;
+  try {
+    response = plan ? await api.requestStream(plan.path, { headers: plan.headers }) : null;
+    if (gen !== generation) return;
+    if (!response) {
+      // No resume in this protocol, or none active (204): the native log has the whole run.
+      state.via = "native";
+      state.cursor = null;
+      plan = native.resume(state);
+      response = await api.requestStream(plan.path, { headers: plan.headers });
+      if (gen !== generation) return;
+    }
+  } catch (error) {
+    if (gen !== generation) return;
+    if (error instanceof api.ApiError) {
+      notice(`Cannot follow this run: ${error.message}`);
+      state.phase = "lost";
+      save();
+      render();
+      return;
+    }
+    retryLater(gen, attempt);
+    return;
+  }
+  if (plan.fromStart) {
+    // The stream starts at the run's beginning: rebuild the answer rather than append.
+    state.parts = [];
+  }
+  await consume(response, gen);
+}
+
+async function stop() {
+  if (!state || !state.runId || state.terminal || state.stopRequested) return;
+  stopClickedAt = performance.now();
+  state.stopRequested = true;
+  render();
+  try {
+    await api.requestJSON(protocolOf({ ...state, via: null }).cancelPath(state), { method: "POST" });
+  } catch (error) {
+    state.stopRequested = false;
+    notice(`Stop failed: ${error.message}`);
+    render();
+  }
+}
+
+async function answer(index, value) {
+  const part = state.parts[index];
+  try {
+    await api.requestJSON(part.url, { method: "POST", json: { response: value } });
+    part.state = "answered";
+    part.answer = value;
+    part.error = null;
+  } catch (error) {
+    part.error = `${error.message}`;
+    if (error.status === 409) part.state = "closed";
+  }
+  save();
+  render();
+}
+
+function follow(runId) {
+  generation += 1;
+  stopClickedAt = null;
+  state = {
+    protocol: "native", producer: "", message: `Following ${runId}`, chatId: null,
+    runId, responseId: null, via: null, cursor: null, parts: [], notices: [],
+    terminal: null, server: null, phase: "resuming", startedAt: Date.now(), latencyMs: null,
+  };
+  save();
+  resume();
+}
+
+function followFromHash() {
+  const match = /^#follow=(run_\w+)$/.exec(location.hash);
+  if (!match) return;
+  history.replaceState(null, "", location.pathname);
+  follow(match[1]);
+}
+
+// -- wiring --------------------------------------------------------------------------
+
+function wire() {
+  const form = document.getElementById("run-form");
+  form.addEventListener("submit", start);
+  form.addEventListener("change", showProducerOptions);
+  document.getElementById("stop").addEventListener("click", stop);
+  document.getElementById("runs-refresh").addEventListener("click", refreshRuns);
+  document.addEventListener("keydown", (event) => {
+    if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) {
+      event.preventDefault();
+      start();
+    } else if (event.key === "Escape" && !document.querySelector("dialog[open]")) {
+      stop();
+    }
+  });
+  const forget = document.getElementById("key-forget");
+  forget.hidden = !api.storedKey();
+  forget.addEventListener("click", () => {
+    api.forgetKey();
+    forget.hidden = true;
+  });
+  window.addEventListener("hashchange", followFromHash);
+  window.addEventListener("pagehide", () => {
+    unloading = true;
+  });
+  setInterval(() => {
+    if (document.visibilityState === "visible") {
+      refreshMetrics();
+      refreshRuns();
+    }
+    forget.hidden = !api.storedKey();
+  }, 3000);
+}
+
+async function main() {
+  wire();
+  render();
+  await loadProducers();
+  document.getElementById("key-forget").hidden = !api.storedKey();
+  if (location.hash.startsWith("#follow=")) followFromHash();
+  else if (state && !state.terminal) resume(); // a reload mid-stream: carry on from the cursor
+  else if (state) render(); // a finished run shows its terminal, never "running"
+  refreshRuns();
+  refreshMetrics();
+}
+
+main();
