@@ -69,6 +69,9 @@ def test_stream_a_run_and_read_its_text(page: Playground) -> None:
     page.until(lambda d: page.all(f"#runs tr[data-run={run_id}]"))
     row = page.find(f"#runs tr[data-run={run_id}]")
     assert row.find_element("css selector", ".badge").text == "completed"
+    row.find_element("css selector", "a.follow").click()  # follow it from the list
+    page.until(lambda d: page.status() == "completed" and page.text() == WORDS)
+    assert page.find("#run-protocol").text == "Native runs API"
     page.driver.set_window_size(390, 844)  # a phone
     page.shot("1-phone")
     width = page.js("return document.documentElement.scrollWidth")
@@ -90,6 +93,19 @@ def test_stop_shows_cancelled_requested_and_the_status_agrees(page: Playground) 
     assert page.find("#server-status").get_attribute("data-status") == "cancelled"
     assert page.text() == page.full_text(run_id)  # nothing after the cancel, nothing lost
     assert page.find("#stop").get_attribute("disabled") is not None
+    with page.api() as client:
+        metrics = client.get("/metrics").text
+    measured = next(
+        line.split()[-1]
+        for line in metrics.splitlines()
+        if line.startswith("scopestream_cancel_to_terminal_seconds_count")
+    )
+    assert float(measured) >= 1
+    page.until(lambda d: page.find("#metric-cancels").text == str(int(float(measured))))
+    assert (
+        page.find("#metric-cancel-p99").text.startswith("≤ ")
+        or page.find("#metric-cancel-p99").text == "> 5 s"
+    )
     page.shot("2-cancelled")
 
 
@@ -148,6 +164,11 @@ def test_a_failing_run_shows_its_code_and_message(page: Playground, protocol: st
     run_id = page.run_id()
     assert page.run_view(run_id)["outcome"]["error"]["code"] == "upstream_error"
     assert page.text() == "x" * 8 * 3 == page.full_text(run_id)
+    source = page.find("#terminal .terminal-head").text
+    if protocol == "ai_sdk":  # its error chunk has no code: the page says where it got it
+        assert "code from GET /v1/runs/{id}" in source
+    else:
+        assert source.endswith("terminal from the stream")
     page.shot(f"4-failed-{protocol}")
 
 

@@ -37,13 +37,16 @@ export function summarize(samples) {
   }
   const facts = [
     ["live runs", String(one("scopestream_live_runs")), "metric-live"],
-    ["connections", String(one("scopestream_connections")), "metric-connections"],
-    ["runs ended", ["completed", "failed", "cancelled"].map((o) => `${outcomes[o] || 0} ${o}`).join(" · "), "metric-runs"],
-    ["cancels measured", String(count), "metric-cancels"],
+    ["open connections", String(one("scopestream_connections")), "metric-connections"],
+    ["runs ended", null],
+    ...["completed", "failed", "cancelled"].map((o) => [o, String(outcomes[o] || 0), `metric-${o}`]),
+    ["cancel → terminal", null],
+    ["measured", String(count), "metric-cancels"],
   ];
   if (count) {
-    facts.push(["cancel → terminal, mean", `${((one(`${prefix}_sum`) / count) * 1000).toFixed(2)} ms`, "metric-cancel-mean"]);
-    facts.push(["cancel → terminal, p50 / p99", `${ms(quantileBound(buckets, count, 0.5))} / ${ms(quantileBound(buckets, count, 0.99))}`, "metric-cancel-quantiles"]);
+    facts.push(["mean", `${((one(`${prefix}_sum`) / count) * 1000).toFixed(2)} ms`, "metric-cancel-mean"]);
+    facts.push(["p50", ms(quantileBound(buckets, count, 0.5)), "metric-cancel-p50"]);
+    facts.push(["p99", ms(quantileBound(buckets, count, 0.99)), "metric-cancel-p99"]);
   }
   return facts;
 }

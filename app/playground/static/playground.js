@@ -121,6 +121,10 @@ async function start(event) {
     terminal: null, server: null, phase: "starting", startedAt: Date.now(), latencyMs: null,
   };
   render();
+  if (matchMedia("(max-width: 720px)").matches) {
+    // One column (a phone): the run is below the form, bring it into view.
+    document.querySelector(".card.run").scrollIntoView({ block: "start" });
+  }
   let started;
   try {
     started = await PROTOCOLS[opts.protocol].start(opts, api);
@@ -238,11 +242,17 @@ async function confirm(gen) {
       retryLater(gen, 0);
       return;
     }
+    // Facts the protocol has no slot for (the AI SDK's abort has no reason, its error no
+    // code) come from the run's status, and the page says so.
     const t = state.terminal;
-    t.code ??= outcome.error?.code;
-    t.message ??= outcome.error?.message;
-    t.reason ??= outcome.reason;
-    t.finishReason ??= outcome.finish_reason;
+    const known = { code: outcome.error?.code, message: outcome.error?.message, reason: outcome.reason, finishReason: outcome.finish_reason };
+    t.fromStatus = [];
+    for (const [name, value] of Object.entries(known)) {
+      if ((t[name] === undefined || t[name] === null) && value) {
+        t[name] = value;
+        t.fromStatus.push(name === "finishReason" ? "finish reason" : name);
+      }
+    }
   } catch (error) {
     if (gen !== generation) return;
     notice(`Could not read the run's status: ${error.message}`);

@@ -105,6 +105,14 @@ export function statusOf(state) {
   return state.phase;
 }
 
+function sourceOf(terminal) {
+  if (terminal.source) return terminal.source;
+  const filled = terminal.fromStatus || [];
+  return filled.length
+    ? `terminal from the stream; ${filled.join(", ")} from GET /v1/runs/{id}`
+    : "terminal from the stream";
+}
+
 function terminalNode(state) {
   const t = state.terminal;
   const rows = [];
@@ -123,7 +131,7 @@ function terminalNode(state) {
   }
   const head = el("div", { class: "terminal-head" },
     el("span", { class: "badge", "data-status": t.status, id: "terminal-status", text: t.status }),
-    el("span", { class: "muted", text: t.source || "terminal from the stream" }));
+    el("span", { class: "muted", text: sourceOf(t) }));
   const server = state.server
     ? el("p", { class: "server-check", id: "server-status", "data-status": state.server.status,
         "data-agrees": String(state.server.status === t.status),
@@ -159,7 +167,7 @@ export function renderRuns(list) {
     el("td", { text: run.producer }),
     el("td", { text: new Date((run.started_at || run.created_at) * 1000).toLocaleTimeString([], { hour12: false }) }),
     el("td", { class: "num", text: String(run.last_seq) }),
-    el("td", {}, el("a", { href: `#follow=${run.id}`, "aria-label": `Follow run ${run.id}`, text: "Follow" }))));
+    el("td", {}, el("a", { href: `#follow=${run.id}`, class: "follow", title: `Follow ${run.id}`, "aria-label": `Follow run ${run.id}`, text: "→" }))));
   $("runs").tBodies[0].replaceChildren(...rows);
   if (!rows.length) {
     $("runs").tBodies[0].append(el("tr", {}, el("td", { colspan: "5", class: "muted", text: "No runs yet." })));
@@ -168,5 +176,7 @@ export function renderRuns(list) {
 
 export function renderMetrics(facts) {
   $("metrics").replaceChildren(...facts.map(([label, value, id]) =>
-    el("div", {}, el("dt", { text: label }), el("dd", { id, text: value }))));
+    value === null
+      ? el("div", { class: "metrics-group" }, el("dt", { text: label }))
+      : el("div", {}, el("dt", { text: label }), el("dd", { id, text: value }))));
 }
