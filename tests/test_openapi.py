@@ -15,8 +15,19 @@ from openapi_spec_validator import validate
 import app._factory as factory
 from app import Settings, create_app
 
-# Served by quart-schema or hidden on purpose (Prometheus' text format): not API routes.
-NOT_DOCUMENTED = {"/openapi.json", "/docs", "/redocs", "/scalar", "/static/{filename}", "/metrics"}
+# Served by quart-schema or hidden on purpose (Prometheus' text format, the playground's
+# page and files): not API routes.
+NOT_DOCUMENTED = {
+    "/openapi.json",
+    "/docs",
+    "/redocs",
+    "/scalar",
+    "/static/{filename}",
+    "/metrics",
+    "/",
+    "/playground/",
+    "/playground/{name}",
+}
 
 # The routes whose non-streaming call settles the run, and so answers 202 ExecutionAccepted
 # when the run asks a human (interactive mode on).
@@ -151,6 +162,7 @@ async def test_streams_are_documented_as_event_streams() -> None:
     success = {
         ("get", "/healthz"): "Health",
         ("get", "/v1/models"): "ModelList",
+        ("get", "/v1/runs"): "RunList",
         ("get", "/v1/runs/{run_id}"): "RunView",
         ("post", "/v1/runs/{run_id}/cancel"): "CancelAnswer",
         ("post", "/v1/responses/{response_id}/cancel"): "ResponseObject",
@@ -188,6 +200,7 @@ async def test_ids_cursors_and_flags_document_their_errors() -> None:
         ("get", "/v1/runs/{run_id}/events"): {("query", "after"), ("header", "Last-Event-ID")},
         ("get", "/v1/responses/{response_id}"): {("query", "starting_after"), ("query", "stream")},
         ("post", "/v1/runs/{run_id}/cancel"): {("query", "wait")},
+        ("get", "/v1/runs"): {("query", "limit")},
     }
     for key, expected in parameters.items():
         documented = {(p["in"], p["name"]) for p in ops[key]["parameters"] if p["in"] != "path"}
