@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps system-redis clean
+.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps system-redis browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,8 +35,27 @@ system-redis:
 	    redis-server >/dev/null; \
 	}
 
-## Lint, type-check and run the whole test suite (unit, end-to-end, real clients).
-test: $(STAMP) system-redis node-deps lint typecheck pytest
+## Debian's chromium and chromedriver for the playground's browser tests: installed with
+## apt-get when missing (CI runs as root on a fresh machine); nothing to do when present.
+CHROMIUM_BINS := /usr/bin/chromium /usr/bin/chromedriver
+browser-deps:
+	@for bin in $(CHROMIUM_BINS); do [ -x $$bin ] || missing=1; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" != 0 ]; then \
+	    echo "The browser tests need Debian's chromium and chromium-driver:" \
+	         "sudo apt-get install chromium chromium-driver" >&2; exit 1; \
+	  fi; \
+	  echo "Installing chromium and chromium-driver with apt-get..."; \
+	  log=$$(mktemp); \
+	  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
+	         apt-get install -y -q chromium chromium-driver; } >$$log 2>&1; then \
+	    cat $$log >&2; rm -f $$log; exit 1; \
+	  fi; \
+	  rm -f $$log; \
+	fi
+
+## Lint, type-check and run the whole test suite (unit, end-to-end, real clients, a browser).
+test: $(STAMP) system-redis node-deps browser-deps lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check
