@@ -22,6 +22,16 @@ let state = load();
 let generation = 0; // bumped when a stream is replaced: older readers stop applying frames
 let unloading = false;
 let stopClickedAt = null; // performance.now() of the last Stop click, in this page only
+let following = null; // aborts the requests of the stream being followed
+
+/** Stop following the current stream (its reader stops at once, even when idle) and
+ *  return the signal for the next one. */
+function replaceStream() {
+  following?.abort();
+  following = new AbortController();
+  generation += 1;
+  return following.signal;
+}
 
 function load() {
   try {
@@ -112,7 +122,7 @@ function notice(text) {
 async function start(event) {
   event?.preventDefault();
   const opts = readForm();
-  generation += 1;
+  opts.signal = replaceStream();
   const gen = generation;
   stopClickedAt = null;
   state = {
@@ -282,21 +292,21 @@ function retryLater(gen, attempt) {
 /** Follow the run again from the saved cursor (after a reload, a lost connection, or from
  *  the recent-runs list). A protocol without resume is followed through the native log. */
 async function resume(attempt = 0) {
-  generation += 1;
+  const signal = replaceStream();
   const gen = generation;
   state.phase = "resuming";
   render();
   let plan = protocolOf(state).resume(state);
   let response;
   try {
-    response = plan ? await api.requestStream(plan.path, { headers: plan.headers }) : null;
+    response = plan ? await api.requestStream(plan.path, { headers: plan.headers, signal }) : null;
     if (gen !== generation) return;
     if (!response) {
       // No resume in this protocol, or none active (204): the native log has the whole run.
       state.via = "native";
       state.cursor = null;
       plan = native.resume(state);
-      response = await api.requestStream(plan.path, { headers: plan.headers });
+      response = await api.requestStream(plan.path, { headers: plan.headers, signal });
       if (gen !== generation) return;
     }
   } catch (error) {
@@ -348,7 +358,6 @@ async function answer(index, value) {
 }
 
 function follow(runId) {
-  generation += 1;
   stopClickedAt = null;
   state = {
     protocol: "native", producer: "", message: `Following ${runId}`, chatId: null,

@@ -43,10 +43,10 @@ export const native = {
   async start(opts, api) {
     const body = { producer: opts.producer, input: runInput(opts), on_disconnect: opts.onDisconnect };
     if (opts.background) {
-      const run = await api.requestJSON("/v1/runs", { method: "POST", json: { ...body, background: true } });
+      const run = await api.requestJSON("/v1/runs", { method: "POST", json: { ...body, background: true }, signal: opts.signal });
       return { runId: run.id, response: null }; // followed through the resume route
     }
-    const response = await api.requestStream("/v1/runs", { method: "POST", json: { ...body, stream: true } });
+    const response = await api.requestStream("/v1/runs", { method: "POST", json: { ...body, stream: true }, signal: opts.signal });
     return { runId: response.headers.get("x-run-id"), response };
   },
   resume(state) {
@@ -99,7 +99,7 @@ export const chat = {
       stream: true,
       metadata: metadataOf(opts),
     };
-    const response = await api.requestStream("/v1/chat/completions", { method: "POST", json: body });
+    const response = await api.requestStream("/v1/chat/completions", { method: "POST", json: body, signal: opts.signal });
     return { runId: response.headers.get("x-run-id"), response };
   },
   resume: () => null,
@@ -146,7 +146,7 @@ export const responses = {
       background: opts.background,
       metadata: metadataOf(opts),
     };
-    const response = await api.requestStream("/v1/responses", { method: "POST", json: body });
+    const response = await api.requestStream("/v1/responses", { method: "POST", json: body, signal: opts.signal });
     const runId = response.headers.get("x-run-id");
     return { runId, responseId: `resp_${runId.replace(/^run_/, "")}`, response };
   },
@@ -204,7 +204,7 @@ export const aiSdk = {
       metadata: opts.params,
       on_disconnect: opts.onDisconnect === "cancel" ? "cancel" : "continue",
     };
-    const response = await api.requestStream("/api/chat", { method: "POST", json: body });
+    const response = await api.requestStream("/api/chat", { method: "POST", json: body, signal: opts.signal });
     return { runId: response.headers.get("x-run-id"), response };
   },
   resume: (state) => ({ path: `/api/chat/${encodeURIComponent(state.chatId)}/stream`, headers: {}, fromStart: true }),
