@@ -128,6 +128,7 @@ def test_reload_mid_stream_resumes_without_duplicates(
     page.driver.refresh()  # mid-stream
     page.until(lambda d: page.status() in ("resuming", "streaming", "completed"))
     page.shot(f"3-{protocol}-resumed")
+    assert page.find(f"input[name=protocol][value={protocol}]").is_selected()  # form restored
     assert page.wait_terminal() == "completed"
     run_id = page.run_id()
     assert page.text() == WORDS == page.full_text(run_id)

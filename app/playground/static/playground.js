@@ -410,10 +410,23 @@ function wire() {
   }, 3000);
 }
 
+/** After a reload, the form shows what the run was started with. */
+function restoreForm() {
+  if (!state || !state.producer) return; // nothing saved, or a run followed from the list
+  const form = document.getElementById("run-form");
+  const radio = form.querySelector(`input[name=protocol][value="${state.protocol}"]`);
+  if (radio) radio.checked = true;
+  const producer = form.elements.producer;
+  if ([...producer.options].some((o) => o.value === state.producer)) producer.value = state.producer;
+  form.elements.message.value = state.message;
+  showProducerOptions();
+}
+
 async function main() {
   wire();
   render();
   await loadProducers();
+  restoreForm();
   document.getElementById("key-forget").hidden = !api.storedKey();
   if (location.hash.startsWith("#follow=")) followFromHash();
   else if (state && !state.terminal) resume(); // a reload mid-stream: carry on from the cursor
