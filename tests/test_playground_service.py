@@ -65,7 +65,7 @@ async def test_every_file_the_page_refers_to_is_served_from_this_origin() -> Non
             assert "//" not in ref and not ref.startswith(".."), (name, ref)  # no other origin
             pending.append(ref.removeprefix("./"))
     assert {"index.html", "playground.css", "playground.js", "sse.js", "api.js"} <= seen
-    assert {"protocols.js", "view.js", "panels.js", "favicon.svg"} <= seen
+    assert {"protocols.js", "view.js", "panels.js", "form.js", "steps.js", "favicon.svg"} <= seen
 
 
 @pytest.mark.parametrize("path", ["/playground/nope.js", "/playground/..%2F__init__.py"])

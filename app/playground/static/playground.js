@@ -11,9 +11,10 @@ import { PROTOCOLS, native } from "./protocols.js";
 import { readFrames } from "./sse.js";
 import { refreshMetrics, refreshRuns } from "./panels.js";
 import { renderRun, renderTranscript } from "./view.js";
+import { loadProducers, readForm, restoreForm, showProducerOptions } from "./form.js";
+import { applyStep } from "./steps.js";
 
 const STORE = "scopestream.playground.run";
-const GRACE_SECONDS = 30;
 const RETRY_DELAYS = [250, 500, 1000, 2000, 4000];
 const LABELS = Object.fromEntries(Object.entries(PROTOCOLS).map(([name, p]) => [name, p.label]));
 const TERMINAL = new Set(["completed", "failed", "cancelled"]);
@@ -57,59 +58,6 @@ function render() {
 
 function protocolOf(s) {
   return s.via === "native" ? native : PROTOCOLS[s.protocol];
-}
-
-// -- the form ------------------------------------------------------------------------
-
-function readForm() {
-  const form = document.getElementById("run-form");
-  const data = new FormData(form);
-  const protocol = data.get("protocol");
-  const producer = data.get("producer");
-  const params = {};
-  for (const input of form.querySelectorAll("[data-for] input, [data-for] select")) {
-    const owner = input.closest("[data-for]").dataset.for.split(" ");
-    if (!owner.includes(producer) || input.value === "") continue;
-    params[input.name] = input.type === "number" ? Number(input.value) : input.value;
-  }
-  if (producer === "synthetic" && params.fail_at === undefined) delete params.fail_code;
-  const choice = data.get("on_disconnect");
-  return {
-    protocol,
-    producer,
-    params,
-    message: data.get("message"),
-    background: data.get("background") === "on" && !form.querySelector("[name=background]").closest("[hidden]"),
-    onDisconnect: choice === "grace" ? { grace: GRACE_SECONDS } : choice,
-    chatId: `chat_${crypto.randomUUID()}`,
-  };
-}
-
-function showProducerOptions() {
-  const producer = document.getElementById("producer").value;
-  for (const group of document.querySelectorAll("[data-for]")) {
-    group.hidden = !group.dataset.for.split(" ").includes(producer);
-  }
-  const form = document.getElementById("run-form");
-  const protocol = new FormData(form).get("protocol");
-  document.getElementById("protocol-hint").textContent = PROTOCOLS[protocol].hint;
-  for (const option of form.querySelectorAll("[data-protocols]")) {
-    option.hidden = !option.dataset.protocols.split(" ").includes(protocol);
-  }
-  // The AI SDK route keeps a run for its resume only with "continue" (it has no grace).
-  const policy = form.elements.on_disconnect;
-  if (policy.selectedOptions[0]?.hidden) policy.value = "continue";
-}
-
-async function loadProducers() {
-  const select = document.getElementById("producer");
-  try {
-    const models = await api.requestJSON("/v1/models");
-    select.replaceChildren(...models.data.map((m) => new Option(m.id, m.id, m.id === "echo", m.id === "echo")));
-  } catch (error) {
-    notice(`Could not list producers: ${error.message}`);
-  }
-  showProducerOptions();
 }
 
 // -- running -------------------------------------------------------------------------
@@ -157,63 +105,6 @@ async function start(event) {
   else await resume();
 }
 
-function findTool(id) {
-  return state.parts.find((p) => p.kind === "tool" && (p.id === id || p.itemId === id));
-}
-
-function appendText(kind, text) {
-  const last = state.parts[state.parts.length - 1];
-  if (last && last.kind === kind) last.text += text;
-  else state.parts.push({ kind, text });
-}
-
-function apply(step) {
-  switch (step.t) {
-    case "text": appendText("text", step.text); break;
-    case "reasoning": appendText("reasoning", step.text); break;
-    case "tool-start":
-      if (!findTool(step.id)) state.parts.push({ kind: "tool", id: step.id, itemId: step.itemId, name: step.name, args: "" });
-      break;
-    case "tool-args": { const tool = findTool(step.id); if (tool) tool.args += step.delta; break; }
-    case "tool-ready": {
-      const tool = findTool(step.id);
-      if (tool) { tool.args = step.args; if (step.name) tool.name = step.name; }
-      break;
-    }
-    case "tool-output": { const tool = findTool(step.id); if (tool) tool.output = step.output; break; }
-    case "ask":
-      if (!state.parts.some((p) => p.kind === "ask" && p.id === step.id)) {
-        state.parts.push({ kind: "ask", id: step.id, prompt: step.prompt, url: step.url, state: "pending" });
-      }
-      break;
-    case "resolved": {
-      const ask = state.parts.find((p) => p.kind === "ask" && p.id === step.id);
-      if (ask && ask.state === "pending") ask.state = "answered";
-      break;
-    }
-    case "data":
-      if (step.name !== "interaction") state.parts.push({ kind: "data", name: step.name, data: step.data });
-      break;
-    case "cursor": state.cursor = step.value; break;
-    case "notice": notice(step.text); break;
-    case "terminal": settle(step); break;
-    default: break;
-  }
-}
-
-function settle(terminal) {
-  if (state.terminal) return; // one terminal per run: anything after it is not shown as one
-  const { t, ...facts } = terminal;
-  state.terminal = facts;
-  if (stopClickedAt !== null) state.latencyMs = performance.now() - stopClickedAt;
-  for (const part of state.parts) {
-    if (part.kind !== "ask" || part.state !== "pending") continue;
-    if (facts.status === "cancelled") part.state = "cancelled";
-    else if (facts.code === "interaction_timeout") part.state = "timed out";
-    else part.state = "closed";
-  }
-}
-
 /** Read one stream to its end, applying and saving chunk by chunk. */
 async function consume(response, gen) {
   const decode = protocolOf(state).decoder();
@@ -222,7 +113,8 @@ async function consume(response, gen) {
   try {
     await readFrames(response, (frames) => {
       if (gen !== generation) return false;
-      for (const frame of frames) for (const step of decode(frame)) apply(step);
+      const latency = stopClickedAt === null ? null : performance.now() - stopClickedAt;
+      for (const frame of frames) for (const step of decode(frame)) applyStep(state, step, latency);
       save();
       render();
       return true;
@@ -410,23 +302,11 @@ function wire() {
   }, 3000);
 }
 
-/** After a reload, the form shows what the run was started with. */
-function restoreForm() {
-  if (!state || !state.producer) return; // nothing saved, or a run followed from the list
-  const form = document.getElementById("run-form");
-  const radio = form.querySelector(`input[name=protocol][value="${state.protocol}"]`);
-  if (radio) radio.checked = true;
-  const producer = form.elements.producer;
-  if ([...producer.options].some((o) => o.value === state.producer)) producer.value = state.producer;
-  form.elements.message.value = state.message;
-  showProducerOptions();
-}
-
 async function main() {
   wire();
   render();
-  await loadProducers();
-  restoreForm();
+  await loadProducers((text) => notice(text));
+  restoreForm(state);
   document.getElementById("key-forget").hidden = !api.storedKey();
   if (location.hash.startsWith("#follow=")) followFromHash();
   else if (state && !state.terminal) resume(); // a reload mid-stream: carry on from the cursor
