@@ -49,7 +49,7 @@ def page(driver: WebDriver, server: Server) -> Iterator[Playground]:
 
 
 def test_stream_a_run_and_read_its_text(page: Playground) -> None:
-    page.configure(protocol="native", producer="echo", message=WORDS, interval_ms=40)
+    page.configure(protocol="native", producer="echo", message=WORDS, interval_ms=50)
     page.send()
     page.until(lambda d: "word03" in page.text())
     assert page.status() == "streaming"
@@ -120,7 +120,7 @@ def test_stop_shows_cancelled_requested_and_the_status_agrees(page: Playground) 
 def test_reload_mid_stream_resumes_without_duplicates(
     page: Playground, protocol: str, options: dict[str, object]
 ) -> None:
-    page.configure(protocol=protocol, producer="echo", message=WORDS, interval_ms=40, **options)
+    page.configure(protocol=protocol, producer="echo", message=WORDS, interval_ms=50, **options)
     page.send()
     page.until(lambda d: "word05" in page.text())
     before = page.text()
@@ -139,7 +139,7 @@ def test_reload_mid_stream_resumes_without_duplicates(
 def test_reload_of_a_chat_completions_stream_shows_the_runs_real_end(page: Playground) -> None:
     """Chat Completions has no resume and cancels on disconnect: after a reload the page
     shows the run from the native log, ended as it really ended, with all its text."""
-    page.configure(protocol="chat", producer="echo", message=WORDS, interval_ms=40)
+    page.configure(protocol="chat", producer="echo", message=WORDS, interval_ms=50)
     page.send()
     page.until(lambda d: "word05" in page.text())
     page.driver.refresh()
