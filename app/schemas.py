@@ -21,6 +21,7 @@ __all__ = [
     "RunList",
     "RunOutcome",
     "RunOutputView",
+    "RunSummary",
     "RunView",
     "ToolCallView",
 ]
@@ -117,7 +118,9 @@ class RunLinks(BaseModel):
     cancel: str
 
 
-class RunView(BaseModel):
+class RunSummary(BaseModel):
+    """A run without its output: what a list of runs shows (an answer may be megabytes)."""
+
     id: str
     object: Literal["run"] = "run"
     producer: str
@@ -128,17 +131,20 @@ class RunView(BaseModel):
     ended_at: float | None = None
     last_seq: int
     outcome: RunOutcome | None = None
-    output: RunOutputView
     pending_interaction: InteractionRef | None = None
     links: RunLinks
 
 
+class RunView(RunSummary):
+    output: RunOutputView
+
+
 class RunList(BaseModel):
-    """The caller's most recent runs, newest first (finished runs stay listed for the
-    retention period)."""
+    """The caller's most recent runs, newest first, without their output (finished runs stay
+    listed for the retention period)."""
 
     object: Literal["list"] = "list"
-    data: list[RunView]
+    data: list[RunSummary]
 
 
 class ExecutionAccepted(BaseModel):

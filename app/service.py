@@ -38,6 +38,7 @@ from .schemas import (
     RunLinks,
     RunOutcome,
     RunOutputView,
+    RunSummary,
     RunView,
     ToolCallView,
 )
@@ -239,6 +240,14 @@ def interaction_path(run_id: str, interaction_id: str) -> str:
 
 
 def run_view(run: Run) -> RunView:
+    return RunView(**_summary_fields(run), output=output_view(run))
+
+
+def run_summary(run: Run) -> RunSummary:
+    return RunSummary(**_summary_fields(run))
+
+
+def _summary_fields(run: Run) -> dict[str, Any]:
     outcome = run.outcome
     view_outcome: RunOutcome | None = None
     if isinstance(outcome, Completed):
@@ -253,7 +262,7 @@ def run_view(run: Run) -> RunView:
         view_outcome = RunOutcome(status="cancelled", reason=outcome.reason.value)
     pending = run.pending_interaction
     path = run_path(run.id)
-    return RunView(
+    return dict(
         id=run.id,
         producer=run.producer_name,
         status=run.status.value,
@@ -263,7 +272,6 @@ def run_view(run: Run) -> RunView:
         ended_at=run.ended_at,
         last_seq=run.log.last_seq,
         outcome=view_outcome,
-        output=output_view(run),
         pending_interaction=InteractionRef(
             id=pending.id, prompt=pending.prompt, response_url=interaction_path(run.id, pending.id)
         )

@@ -44,7 +44,7 @@ from ..schemas import (
     RunList,
     RunView,
 )
-from ..service import current_service, run_path, run_view
+from ..service import current_service, run_path, run_summary, run_view
 from ..settings import Settings
 from ..streaming import stream_response
 from ._common import execution_accepted, json_response
@@ -130,7 +130,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
                 fields=[{"field": "limit", "message": f"must be between 1 and {MAX_RUN_LIST}"}],
             )
         runs = service.recent_runs(owner, DEFAULT_RUN_LIST if limit is None else limit)
-        return json_response(RunList(data=[run_view(run) for run in runs]))
+        return json_response(RunList(data=[run_summary(run) for run in runs]))
 
     @bp.get("/v1/runs/<run_id>")
     @document_response(RunView, 200)
