@@ -40,10 +40,14 @@ class EngineError(ScopestreamError):
     message; its traceback goes to the log under the run's correlation id.
     """
 
-    def __init__(self, code: ErrorCode | str, message: str) -> None:
+    def __init__(
+        self, code: ErrorCode | str, message: str, *, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.code = ErrorCode(code)
         self.message = message
+        #: Seconds before a retry may succeed (a rate limit's ``Retry-After``), if known.
+        self.retry_after = retry_after
 
 
 class RunNotFound(ScopestreamError):
@@ -80,6 +84,8 @@ _HTTP_STATUS = {
     ErrorCode.INTERACTION_NOT_SUPPORTED: 501,
     ErrorCode.CONTENT_FILTER: 400,
     ErrorCode.WORKER_LOST: 503,
+    ErrorCode.CONTEXT_LENGTH_EXCEEDED: 400,
+    ErrorCode.MODEL_NOT_FOUND: 404,
     ErrorCode.SERVER_ERROR: 500,
     # The answer could not be held whole within the server's budgets: the server's limit,
     # not a malformed request, and a retry would meet the same limit.

@@ -90,6 +90,8 @@ class ErrorCode(StrEnum):
     OUTPUT_TOO_LARGE = "output_too_large"
     #: The worker running the run stopped answering (its heartbeat expired).
     WORKER_LOST = "worker_lost"
+    CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
+    MODEL_NOT_FOUND = "model_not_found"
 
 
 class CancelReason(StrEnum):
@@ -139,13 +141,18 @@ class ErrorInfo:
     code: ErrorCode
     message: str  # safe to show a user: never str() of an unexpected exception
     correlation_id: str  # finds the full traceback in the server log
+    #: Seconds the client should wait before retrying (an upstream's ``Retry-After``).
+    retry_after: float | None = None
 
-    def as_dict(self) -> dict[str, str]:
-        return {
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
             "code": str(self.code),
             "message": self.message,
             "correlation_id": self.correlation_id,
         }
+        if self.retry_after is not None:  # only when known: most failures have none
+            out["retry_after"] = self.retry_after
+        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,7 +203,14 @@ def outcome_from_event(event: Event) -> Outcome:
         )
     if event.type is EventType.FAILED:
         err = data["error"]
-        return Failed(ErrorInfo(ErrorCode(err["code"]), err["message"], err["correlation_id"]))
+        return Failed(
+            ErrorInfo(
+                ErrorCode(err["code"]),
+                err["message"],
+                err["correlation_id"],
+                err.get("retry_after"),
+            )
+        )
     if event.type is EventType.CANCELLED:
         return Cancelled(CancelReason(data["reason"]))
     raise ValueError(f"{event.type} is not a terminal event")

@@ -251,7 +251,14 @@ class Run:
             logger.info(
                 "producer failed: %s", engine_error.code, extra={"event": "run.error", **extra}
             )
-            return Failed(ErrorInfo(engine_error.code, engine_error.message, correlation_id))
+            return Failed(
+                ErrorInfo(
+                    engine_error.code,
+                    engine_error.message,
+                    correlation_id,
+                    engine_error.retry_after,
+                )
+            )
         # The traceback goes to the log under the correlation id, never onto the wire.
         logger.error("producer raised", exc_info=exc, extra={"event": "run.error", **extra})
         return Failed(ErrorInfo(ErrorCode.SERVER_ERROR, GENERIC_FAILURE, correlation_id))

@@ -111,9 +111,10 @@ RESPONSES_ERROR_CODES: frozenset[str] = frozenset(
     }
 )
 
-#: Engine code -> spec code. Only a rate limit has a spec counterpart; everything else is a
-#: server-side failure as far as the Responses API can say. The engine's own code and
-#: message reach the user through ``message`` and the native API.
+#: Engine code -> spec code. Only a rate limit and a prompt too long for the model have spec
+#: counterparts; everything else is a server-side failure as far as the Responses API can
+#: say. The engine's own code and message reach the user through ``message`` and the native
+#: API.
 _ERROR_CODE_TABLE: Mapping[ErrorCode, str] = {
     ErrorCode.SERVER_ERROR: "server_error",
     ErrorCode.UPSTREAM_ERROR: "server_error",
@@ -127,6 +128,9 @@ _ERROR_CODE_TABLE: Mapping[ErrorCode, str] = {
     ErrorCode.EVENT_TOO_LARGE: "server_error",
     ErrorCode.OUTPUT_TOO_LARGE: "server_error",
     ErrorCode.WORKER_LOST: "server_error",
+    # The prompt does not fit the model: the spec's nearest code, a client-side one.
+    ErrorCode.CONTEXT_LENGTH_EXCEEDED: "invalid_prompt",
+    ErrorCode.MODEL_NOT_FOUND: "server_error",
 }
 
 _INCOMPLETE_REASONS: Mapping[str, str] = {
