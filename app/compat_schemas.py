@@ -1,10 +1,16 @@
 """Request bodies of the OpenAI-compatible and Vercel AI SDK routes.
 
-They accept the fields those clients send and ignore the sampling knobs that a producer
-does not use (``temperature``, ``top_p``, ...): ``extra="allow"``. ``model`` names the
-producer; ``metadata`` (string values, as the OpenAI API requires) carries the producer's
-parameters, e.g. ``synthetic``'s ``events``; ``"metadata": null`` is the same as none, as
-in the OpenAI API.
+A Chat Completions request is checked for the shape the OpenAI API documents: messages by
+role with their content parts (text, image URLs, ...), an assistant's ``tool_calls``, a tool
+message's ``tool_call_id``; ``tools``, ``tool_choice`` and the sampling parameters with
+their ranges. A field this schema does not know is kept (``extra="allow"``): an upstream
+model may understand it (vLLM's ``top_k``, Ollama's ``keep_alive``), and a built-in
+producer ignores it. Fields that scopestream cannot honour are refused with a 400 naming
+them (``n`` above 1, ``logprobs``: one choice is streamed, without log probabilities).
+
+``model`` names a route (see ``app.routing``); ``metadata`` (string values, as the OpenAI
+API requires) carries a built-in producer's parameters, e.g. ``synthetic``'s ``events``;
+``"metadata": null`` is the same as none, as in the OpenAI API.
 
 The AI SDK's messages are checked for the shape its releases 5 and later send (``id``,
 ``role``, typed ``parts``; text and reasoning parts carry ``text``); what each kind of part
@@ -15,10 +21,21 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 __all__ = [
     "ChatCompletionRequest",
+    "ChatMessage",
     "ModelCard",
     "ModelList",
     "ResponsesRequest",
@@ -42,10 +59,109 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    url: str = Field(..., min_length=1)
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class OtherPart(BaseModel):
+    """``input_audio``, ``file``, ``refusal``: passed on as sent."""
+
+    model_config = ConfigDict(extra="allow")
+    type: Literal["input_audio", "file", "refusal"]
+
+
+_CONTENT_TAGS = {
+    "text": "TextPart",
+    "image_url": "ImagePart",
+    "input_audio": "OtherPart",
+    "file": "OtherPart",
+    "refusal": "OtherPart",
+}
+
+
+def _content_kind(value: Any) -> str | None:
+    kind = value.get("type") if isinstance(value, dict) else getattr(value, "type", None)
+    return _CONTENT_TAGS.get(kind) if isinstance(kind, str) else None
+
+
+ContentPart = Annotated[
+    Annotated[TextPart, Tag("TextPart")]
+    | Annotated[ImagePart, Tag("ImagePart")]
+    | Annotated[OtherPart, Tag("OtherPart")],
+    Discriminator(
+        _content_kind,
+        custom_error_type="invalid_part",
+        custom_error_message="expected a part of type text, image_url, input_audio, file "
+        "or refusal",
+    ),
+]
+
+
+class FunctionCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(..., min_length=1)
+    arguments: str = Field(..., description="JSON text, as the model produced it.")
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    id: str = Field(..., min_length=1)
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="allow")
-    role: str
-    content: str | list[dict[str, Any]] | None = None
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[ContentPart] | None = None
+    name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = Field(None, min_length=1)
+
+    @model_validator(mode="after")
+    def _by_role(self) -> ChatMessage:
+        if self.role == "tool" and self.tool_call_id is None:
+            raise ValueError("a tool message needs tool_call_id")
+        if self.tool_calls and self.role != "assistant":
+            raise ValueError("only assistant messages carry tool_calls")
+        return self
+
+
+class FunctionDefinition(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str = Field(..., min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class Tool(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    type: Literal["function"]
+    function: FunctionDefinition
+
+
+class NamedFunction(BaseModel):
+    name: str = Field(..., min_length=1)
+
+
+class NamedToolChoice(BaseModel):
+    type: Literal["function"]
+    function: NamedFunction
 
 
 class ChatCompletionRequest(BaseModel):
@@ -55,6 +171,31 @@ class ChatCompletionRequest(BaseModel):
     stream: bool = False
     stream_options: StreamOptions | None = None
     metadata: Metadata = Field(default_factory=dict)
+    tools: list[Tool] | None = None
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, ge=0, le=1)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = None
+    seed: int | None = None
+    presence_penalty: float | None = Field(None, ge=-2, le=2)
+    frequency_penalty: float | None = Field(None, ge=-2, le=2)
+    response_format: dict[str, Any] | None = None
+    reasoning_effort: str | None = None
+    user: str | None = None
+    n: Literal[1] | None = Field(None, description="One choice is streamed: only 1.")
+    logprobs: Literal[False] | None = Field(None, description="Not relayed: only false.")
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _named_tool_exists(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, NamedToolChoice):
+            names = {tool.function.name for tool in info.data.get("tools") or []}
+            if value.function.name not in names:
+                raise ValueError("names a function that is not in tools")
+        return value
 
 
 class ResponsesRequest(BaseModel):
@@ -112,6 +253,9 @@ class UIChatRequest(BaseModel):
     messages: list[UIMessage] = Field(default_factory=list)
     trigger: str | None = None
     messageId: str | None = None
+    model: str | None = Field(
+        None, min_length=1, description="A routed model (see GET /v1/models); not with producer."
+    )
     producer: str | None = None
     metadata: Annotated[dict[str, Any], BeforeValidator(_null_is_empty)] = Field(
         default_factory=dict

@@ -4,6 +4,7 @@ traceback. Route code raises :class:`ApiError`; everything else is mapped here."
 from __future__ import annotations
 
 import logging
+import math
 import secrets
 from typing import Any
 
@@ -12,9 +13,16 @@ from quart import Quart, Response
 from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
+from engine import Failed
 from engine.protocols.native import error_body
 
-__all__ = ["ApiError", "install_error_handlers", "json_error", "validation_fields"]
+__all__ = [
+    "ApiError",
+    "failure_headers",
+    "install_error_handlers",
+    "json_error",
+    "validation_fields",
+]
 
 logger = logging.getLogger("scopestream.app")
 
@@ -35,6 +43,14 @@ class ApiError(Exception):
     def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
         super().__init__(message)
         self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def failure_headers(outcome: object) -> dict[str, str]:
+    """Headers of an HTTP error answering a failed run: ``Retry-After`` when the failure
+    says when to retry (an upstream's rate limit), in whole seconds as HTTP wants."""
+    if isinstance(outcome, Failed) and outcome.error.retry_after is not None:
+        return {"Retry-After": str(math.ceil(outcome.error.retry_after))}
+    return {}
 
 
 def json_error(status: int, code: str, message: str, **extra: Any) -> Response:

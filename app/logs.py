@@ -19,6 +19,12 @@ _FIELDS = (
     "code",
     "reason",
     "owner",
+    # the upstream producer's failures
+    "model",
+    "status",
+    "body",
+    "waiting_for",
+    "error",
 )
 
 

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+from collections.abc import Callable
 from typing import Any, Literal
 
 import trio
@@ -29,9 +30,12 @@ from engine.protocols.native import NativeProjection
 
 from ._asgi import request_extension
 from .auth import Auth
+from .compat_schemas import ChatCompletionRequest, normalize_messages
 from .errors import ApiError, validation_fields
 from .metrics import Metrics
 from .producers import ProducerRegistry, ProducerSpec, echo, synthetic
+from .producers.upstream import Upstream, UpstreamConfig
+from .routing import ModelRouter
 from .schemas import (
     ErrorDetail,
     InteractionRef,
@@ -49,16 +53,61 @@ __all__ = ["Service", "current_service"]
 _EXTENSION = "scopestream"
 logger = logging.getLogger("scopestream.app")
 
+#: The upstream producer's name (a producer only when an upstream is configured).
+UPSTREAM = "upstream"
+
+
+def _upstream(settings: Settings) -> Upstream | None:
+    if settings.upstream_base_url is None:
+        for name in ("upstream_api_key", "upstream_model_map", "upstream_headers"):
+            if getattr(settings, name):
+                variable = ENV_PREFIX + name.upper()
+                raise SettingsError(
+                    f"Invalid setting {variable}: it needs {ENV_PREFIX}UPSTREAM_BASE_URL."
+                )
+        return None
+    return Upstream(
+        UpstreamConfig(
+            base_url=settings.upstream_base_url,
+            api_key=settings.upstream_api_key,
+            connect_timeout=settings.upstream_connect_timeout,
+            first_token_timeout=settings.upstream_first_token_timeout,
+            token_timeout=settings.upstream_token_timeout,
+            model_map=dict(settings.upstream_model_map),
+            headers=dict(settings.upstream_headers),
+        )
+    )
+
 
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         settings.engine_config()  # a SettingsError now rather than when the engine opens
+        self.upstream = _upstream(settings)
+        builtins = [echo, synthetic] if settings.demo_producers else []
+        if self.upstream is not None:
+            builtins.append(
+                ProducerSpec(
+                    UPSTREAM,
+                    self.upstream,
+                    ChatCompletionRequest,
+                    "An OpenAI-compatible Chat Completions endpoint, streamed.",
+                    chat_request=True,
+                )
+            )
         try:
-            demos = [echo, synthetic] if settings.demo_producers else []
-            self.registry = ProducerRegistry.from_paths(demos, settings.producers)
+            self.registry = ProducerRegistry.from_paths(builtins, settings.producers)
         except ValueError as exc:
             raise SettingsError(f"Invalid setting {ENV_PREFIX}PRODUCERS: {exc}.") from None
+        try:
+            self.router = ModelRouter.build(
+                settings.models,
+                self.registry.names(),
+                upstream=UPSTREAM if self.upstream is not None else None,
+                model_map=settings.upstream_model_map,
+            )
+        except ValueError as exc:
+            raise SettingsError(f"Invalid setting {ENV_PREFIX}MODELS: {exc}.") from None
         self.auth = Auth(settings.api_keys)
         self.metrics = Metrics()
         self._engine: Engine | None = None
@@ -69,6 +118,10 @@ class Service:
     # -- lifetime -----------------------------------------------------------------------
 
     async def open(self, nursery: trio.Nursery) -> None:
+        if self.upstream is not None:
+            # Opened before the engine and closed after it (when _stopped is set, once
+            # every run has ended): no run ever finds the client closed.
+            await nursery.start(self.upstream.hold, self._stopped)
         self._engine = await nursery.start(self._hold_engine)
         if threading.current_thread() is threading.main_thread():
             nursery.start_soon(self._watch_sigterm)
@@ -131,6 +184,21 @@ class Service:
             )
         return spec
 
+    def model(self, name: str) -> ProducerSpec:
+        """The producer a request's ``model`` is routed to; 404 ``model_not_found``."""
+        producer = self.router.resolve(name)
+        spec = self.registry.get(producer) if producer is not None else None
+        if spec is None:
+            raise ApiError(
+                404,
+                "model_not_found",
+                f"The model {name[:200]!r} does not exist; GET /v1/models lists them.",
+                type="invalid_request_error",
+                param="model",
+                fields=[{"field": "model", "message": "no route for this model"}],
+            )
+        return spec
+
     def validate_input(
         self, spec: ProducerSpec, data: dict[str, Any], *, prefix: tuple[str, ...] = ("input",)
     ) -> dict[str, Any]:
@@ -149,15 +217,36 @@ class Service:
             ) from None
 
     def chat_input(
-        self, spec: ProducerSpec, params: dict[str, Any], messages: list[dict[str, str]]
+        self,
+        spec: ProducerSpec,
+        params: dict[str, Any],
+        messages: Any,
+        request: Callable[[], dict[str, Any]],
     ) -> dict[str, Any]:
-        """A chat route's run input: the producer's parameters, plus the conversation as
-        ``messages`` unless the producer's input model refuses that field (``synthetic``)."""
+        """A chat route's run input; the one place that decides what a producer is given.
+
+        A producer that takes a chat request (the upstream) gets ``request()``, the route's
+        request as a Chat Completions request, checked by its schema (a 400 naming the
+        field). Any other gets its parameters (the request's ``metadata``, checked by its
+        input model) plus the conversation ``messages`` as ``{role, content}`` text,
+        unless its input model refuses that field (``synthetic``).
+        """
+        if spec.chat_request:
+            try:
+                chat = ChatCompletionRequest.model_validate(request())
+            except ValidationError as exc:
+                fields = validation_fields(exc)
+                names = ", ".join(f["field"] for f in fields)
+                raise ApiError(
+                    400, "invalid_request", f"Invalid fields: {names}.", fields=fields
+                ) from None
+            return chat.model_dump(mode="json", exclude_none=True)
+        params = self.validate_input(spec, dict(params), prefix=("metadata",))
         model = spec.input_model
         if model is not None and "messages" not in model.model_fields:
             if model.model_config.get("extra") == "forbid":
                 return params
-        return {**params, "messages": messages}
+        return {**params, "messages": normalize_messages(messages)}
 
     def start(
         self,

@@ -6,7 +6,9 @@ Every setting is documented in ``docs/deployment.md``; keep the two in step.
 from __future__ import annotations
 
 import logging
+import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -49,6 +51,16 @@ class Settings(BaseSettings):
     max_chunk_bytes: int = Field(1_048_576, ge=1024, description="One write to a client.")
     demo_producers: bool = Field(True, description="Serve the built-in echo and synthetic.")
     log_level: str = "INFO"
+    models: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, description="Model routing: pattern=producer, in order."
+    )
+    upstream_base_url: str | None = Field(None, description="An OpenAI-compatible /v1 URL.")
+    upstream_api_key: str | None = Field(None, repr=False)
+    upstream_connect_timeout: float = Field(10.0, gt=0)
+    upstream_first_token_timeout: float = Field(120.0, gt=0)
+    upstream_token_timeout: float = Field(60.0, gt=0, description="Between two chunks.")
+    upstream_model_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
+    upstream_headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -70,13 +82,36 @@ class Settings(BaseSettings):
         """``name=package.module:attribute,other=...``"""
         if not isinstance(value, str):
             return value
-        out: dict[str, str] = {}
-        for item in filter(None, (part.strip() for part in value.split(","))):
-            name, sep, path = item.partition("=")
-            if not sep or ":" not in path or not name.strip():
-                raise ValueError(f"expected name=module:attribute, got {item!r}")
-            out[name.strip()] = path.strip()
+        out = _pairs(value, "name=module:attribute")
+        for name, path in out.items():
+            if ":" not in path:
+                raise ValueError(f"expected name=module:attribute, got {name}={path}")
         return out
+
+    @field_validator("models", "upstream_model_map", mode="before")
+    @classmethod
+    def _split_pairs(cls, value: object) -> object:
+        """``name=target,other=...`` (order kept: the routing table's first match wins)."""
+        return _pairs(value, "name=target") if isinstance(value, str) else value
+
+    @field_validator("upstream_base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is None or value == "":
+            return None
+        parsed = urlsplit(value)
+        if parsed.scheme not in ("http", "https") or not parsed.netloc:
+            raise ValueError("expected an http:// or https:// URL, e.g. http://localhost:11434/v1")
+        return value.rstrip("/")
+
+    @field_validator("upstream_headers")
+    @classmethod
+    def _header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, text in value.items():
+            if not _TOKEN.fullmatch(name) or "\n" in text or "\r" in text:
+                # The name only: a header's value may be a secret.
+                raise ValueError(f"header {name!r} is not a valid HTTP header")
+        return value
 
     def engine_config(self) -> EngineConfig:
         """The engine's configuration; :class:`SettingsError` if the engine refuses it."""
@@ -109,6 +144,21 @@ class Settings(BaseSettings):
             max_output_bytes=self.max_output_bytes,
             max_chunk_bytes=self.max_chunk_bytes,
         )
+
+
+#: An HTTP header name (RFC 9110 token).
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def _pairs(value: str, form: str) -> dict[str, str]:
+    """``a=b,c=d`` as a dict; a ValueError showing ``form`` for an item that is not one."""
+    out: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, sep, target = item.partition("=")
+        if not sep or not name.strip() or not target.strip():
+            raise ValueError(f"expected {form}, got {item!r}")
+        out[name.strip()] = target.strip()
+    return out
 
 
 def load_settings() -> Settings:

@@ -25,6 +25,7 @@ from quart.wrappers.response import ResponseBody
 from engine import CancelReason, Connection
 
 from ._asgi import RequestExtension, request_extension
+from .errors import failure_headers
 
 __all__ = ["ConnectionBody", "stream_response"]
 
@@ -107,7 +108,9 @@ async def stream_response(
         connection.close_reason = "finished"
         connection.__exit__(None, None, None)
         status, body = answer
-        return Response(body, status=status, content_type="application/json")
+        return Response(
+            body, status=status, content_type="application/json", headers=failure_headers(failed)
+        )
     response = Response(ConnectionBody(connection, ext), status=200)
     for raw_name, raw_value in connection.projection.headers:
         response.headers[raw_name.decode()] = raw_value.decode()

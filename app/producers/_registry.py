@@ -21,6 +21,10 @@ class ProducerSpec:
     #: Validates the run's ``input`` before the run starts (a 400 naming the field if not).
     input_model: type[BaseModel] | None = None
     description: str = ""
+    #: Its input is a whole Chat Completions request (model, messages with their parts,
+    #: tools, sampling), which the chat routes build from theirs; otherwise they give it
+    #: its parameters from ``metadata`` and the conversation as text ``messages``.
+    chat_request: bool = False
 
 
 class ProducerRegistry:
@@ -43,7 +47,13 @@ class ProducerRegistry:
                 raise ValueError(f"producer {name!r}: cannot import {path!r}: {exc}") from exc
             if isinstance(target, ProducerSpec):
                 specs.append(
-                    ProducerSpec(name, target.producer, target.input_model, target.description)
+                    ProducerSpec(
+                        name,
+                        target.producer,
+                        target.input_model,
+                        target.description,
+                        target.chat_request,
+                    )
                 )
             elif callable(target):
                 specs.append(ProducerSpec(name, target, None, (target.__doc__ or "").strip()))

@@ -15,7 +15,9 @@ from quart_schema import document_response, validate_request
 from engine import Connection, DisconnectPolicy, RunNotFound
 from engine.protocols import UIMessageStreamProjection
 
-from ..compat_schemas import UIChatRequest, normalize_messages
+from ..compat_schemas import UIChatRequest
+from ..conversation import ui_to_chat
+from ..errors import ApiError
 from ..openapi_models import NoContent, UIMessageStream
 from ..schemas import ErrorBody
 from ..service import current_service
@@ -37,13 +39,26 @@ def ai_sdk_blueprint() -> Blueprint:
     @document_response(ErrorBody, 409)
     async def chat(data: UIChatRequest) -> Response:
         """A UI message stream (``x-vercel-ai-ui-message-stream: v1``) for the chat's reply.
-        ``producer`` (default ``echo``) and ``metadata`` may be added through the
-        transport's ``body`` option."""
+        ``model`` (a routed model, as on the OpenAI routes) or ``producer`` (default
+        ``echo``), ``metadata`` and, for the upstream, Chat Completions fields such as
+        ``tools`` may be added through the transport's ``body`` option."""
         service = current_service()
         owner = service.auth.owner()
         check_client_run_id("id", data.id)
-        spec = service.producer(data.producer or DEFAULT_PRODUCER)
-        params = service.validate_input(spec, dict(data.metadata), prefix=("metadata",))
+        model = data.model
+        if model is not None and data.producer is not None:
+            raise ApiError(
+                400,
+                "invalid_request",
+                "Give model or producer, not both.",
+                fields=[{"field": "producer", "message": "not with model"}],
+            )
+        spec = (
+            service.model(model) if model else service.producer(data.producer or DEFAULT_PRODUCER)
+        )
+        run_input = service.chat_input(
+            spec, data.metadata, data.messages, lambda: ui_to_chat(data, model or spec.name)
+        )
         try:
             previous = service.engine.get(data.id, owner=owner)
         except RunNotFound:
@@ -54,7 +69,7 @@ def ai_sdk_blueprint() -> Blueprint:
                 await previous.wait_done()
         run = service.start(
             spec,
-            service.chat_input(spec, params, normalize_messages(data.messages)),
+            run_input,
             owner=owner,
             client_run_id=data.id,
             policy=DisconnectPolicy(data.on_disconnect or "cancel"),

@@ -1,11 +1,15 @@
 """OpenAI-compatible routes: Chat Completions, Responses, models.
 
-``model`` names a producer. Ids map onto run ids (``chatcmpl-<hex>``, ``resp_<hex>`` for
+``model`` is routed to a producer (``app.routing``): an unknown model is a 404
+``model_not_found``. A producer that takes a chat request (the upstream) gets the whole
+request, the Responses one translated (``app.conversation``); the built-ins get their
+parameters from ``metadata`` and the conversation as text. Ids map onto run ids (``chatcmpl-<hex>``, ``resp_<hex>`` for
 ``run_<hex>``), so the native API (status, cancel, interactions) works on these runs too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from quart import Blueprint, Response, request
@@ -36,7 +40,8 @@ from ..compat_schemas import (
     ResponsesRequest,
     normalize_messages,
 )
-from ..errors import ApiError
+from ..conversation import responses_to_chat
+from ..errors import ApiError, failure_headers
 from ..openapi_models import (
     ChatCompletionAnswer,
     InvalidParameter,
@@ -60,14 +65,21 @@ def _suffix(run: Run) -> str:
     return run.id.removeprefix("run_")
 
 
-def _start(service: Service, model: str, messages: Any, params: dict[str, str], **kw: Any) -> Run:
-    """Start ``model``'s producer; its parameters come from the request's ``metadata``."""
-    spec = service.producer(model, field="model", status=404)
-    params = service.validate_input(spec, dict(params), prefix=("metadata",))
+def _start(
+    service: Service,
+    model: str,
+    messages: Any,
+    params: dict[str, str],
+    request: Callable[[], dict[str, Any]],
+    **kw: Any,
+) -> Run:
+    """Start the producer ``model`` is routed to (see :meth:`Service.chat_input` for what
+    it is given)."""
     owner = service.auth.owner()
+    spec = service.model(model)
     return service.start(
         spec,
-        service.chat_input(spec, params, normalize_messages(messages)),
+        service.chat_input(spec, params, messages, request),
         owner=owner,
         client_run_id=None,
         **kw,
@@ -75,7 +87,7 @@ def _start(service: Service, model: str, messages: Any, params: dict[str, str], 
 
 
 def _error_response(outcome: Failed | Cancelled, status: int) -> Response:
-    return json_response(openai_error(outcome), status)
+    return json_response(openai_error(outcome), status, failure_headers(outcome))
 
 
 def _response_for(run: Run) -> dict[str, Any]:
@@ -142,8 +154,9 @@ def openai_blueprint(settings: Settings) -> Blueprint:
         run = _start(
             service,
             data.model,
-            [m.model_dump() for m in data.messages],
+            data.messages,
             data.metadata,
+            lambda: data.model_dump(mode="json", exclude_none=True),
             policy=cancel_on_disconnect,
             metadata={"protocol": "chat"},
         )
@@ -189,6 +202,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
             data.model,
             messages,
             data.metadata,
+            lambda: responses_to_chat(data),
             policy=DisconnectPolicy("continue" if data.background else "cancel"),
             metadata={"protocol": "responses", "background": data.background},
         )
@@ -241,10 +255,10 @@ def openai_blueprint(settings: Settings) -> Blueprint:
     @bp.get("/v1/models")
     @document_response(ModelList, 200)
     async def models() -> Response:
-        """The registered producers, as models."""
+        """The routed models: each exact route, and each mapped upstream model."""
         service = current_service()
         service.auth.owner()
-        cards = [ModelCard(id=name) for name in service.registry.names()]
+        cards = [ModelCard(id=name) for name in service.router.models()]
         return json_response(ModelList(data=cards))
 
     return bp
