@@ -5,6 +5,7 @@ Every setting is documented in ``docs/deployment.md``; keep the two in step.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import Annotated
@@ -60,7 +61,9 @@ class Settings(BaseSettings):
     upstream_first_token_timeout: float = Field(120.0, gt=0)
     upstream_token_timeout: float = Field(60.0, gt=0, description="Between two chunks.")
     upstream_model_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    upstream_headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    upstream_headers: Annotated[dict[str, str], NoDecode] = Field(
+        default_factory=dict, repr=False
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -103,6 +106,19 @@ class Settings(BaseSettings):
         if parsed.scheme not in ("http", "https") or not parsed.netloc:
             raise ValueError("expected an http:// or https:// URL, e.g. http://localhost:11434/v1")
         return value.rstrip("/")
+
+    @field_validator("upstream_headers", mode="before")
+    @classmethod
+    def _headers_json(cls, value: object) -> object:
+        """A JSON object: ``{"OpenAI-Organization": "org-..."}``."""
+        if not isinstance(value, str):
+            return value
+        if not value.strip():
+            return {}
+        try:
+            return json.loads(value)
+        except ValueError:
+            raise ValueError('expected a JSON object, e.g. {"X-Team": "blue"}') from None
 
     @field_validator("upstream_headers")
     @classmethod

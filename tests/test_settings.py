@@ -139,3 +139,75 @@ async def test_lifespan_startup_fails_with_the_setting_named(
     sent = await lifespan_startup(service)
     assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
     assert "SCOPESTREAM_KEEPALIVE_INTERVAL" in sent[0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"SCOPESTREAM_UPSTREAM_BASE_URL": "localhost:11434"}, "SCOPESTREAM_UPSTREAM_BASE_URL"),
+        ({"SCOPESTREAM_UPSTREAM_BASE_URL": "ftp://x/v1"}, "SCOPESTREAM_UPSTREAM_BASE_URL"),
+        (
+            {
+                "SCOPESTREAM_UPSTREAM_BASE_URL": "http://x/v1",
+                "SCOPESTREAM_UPSTREAM_TOKEN_TIMEOUT": "0",
+            },
+            "SCOPESTREAM_UPSTREAM_TOKEN_TIMEOUT",
+        ),
+        (
+            {
+                "SCOPESTREAM_UPSTREAM_BASE_URL": "http://x/v1",
+                "SCOPESTREAM_UPSTREAM_HEADERS": "X: y",
+            },
+            "SCOPESTREAM_UPSTREAM_HEADERS",
+        ),
+        (
+            {
+                "SCOPESTREAM_UPSTREAM_BASE_URL": "http://x/v1",
+                "SCOPESTREAM_UPSTREAM_HEADERS": '{"bad name": "y"}',
+            },
+            "SCOPESTREAM_UPSTREAM_HEADERS",
+        ),
+        (
+            {"SCOPESTREAM_UPSTREAM_BASE_URL": "http://x/v1", "SCOPESTREAM_UPSTREAM_MODEL_MAP": "a"},
+            "SCOPESTREAM_UPSTREAM_MODEL_MAP",
+        ),
+        ({"SCOPESTREAM_UPSTREAM_MODEL_MAP": "a=b"}, "SCOPESTREAM_UPSTREAM_MODEL_MAP"),
+        ({"SCOPESTREAM_UPSTREAM_API_KEY": "sk-x"}, "SCOPESTREAM_UPSTREAM_API_KEY"),
+        ({"SCOPESTREAM_MODELS": "gpt-*=upstream"}, "SCOPESTREAM_MODELS"),
+        ({"SCOPESTREAM_MODELS": "gpt-4o"}, "SCOPESTREAM_MODELS"),
+    ],
+)
+def test_bad_upstream_and_routing_settings_name_their_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], name: str
+) -> None:
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    with pytest.raises(SettingsError, match=name) as caught:
+        create_app()
+    assert "sk-x" not in str(caught.value)  # a key's value is never in the message
+
+
+def test_upstream_settings_reach_the_producer(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in {
+        "UPSTREAM_BASE_URL": "http://127.0.0.1:11434/v1/",
+        "UPSTREAM_API_KEY": "sk-x",
+        "UPSTREAM_CONNECT_TIMEOUT": "3",
+        "UPSTREAM_FIRST_TOKEN_TIMEOUT": "4",
+        "UPSTREAM_TOKEN_TIMEOUT": "5",
+        "UPSTREAM_MODEL_MAP": "fast=llama3.2:3b,big=qwen3:32b",
+        "UPSTREAM_HEADERS": '{"X-Team": "blue"}',
+        "MODELS": "fast=upstream,big=upstream,echo=echo",
+    }.items():
+        monkeypatch.setenv("SCOPESTREAM_" + key, value)
+    service = create_app().extensions["scopestream"]
+    config = service.upstream.config
+    assert config.base_url == "http://127.0.0.1:11434/v1"
+    assert (config.connect_timeout, config.first_token_timeout, config.token_timeout) == (3, 4, 5)
+    assert dict(config.model_map) == {"fast": "llama3.2:3b", "big": "qwen3:32b"}
+    assert dict(config.headers) == {"X-Team": "blue"} and config.api_key == "sk-x"
+    assert "sk-x" not in repr(config) and "sk-x" not in repr(service.settings)
+    assert service.router.models() == ["fast", "big", "echo"]
+    assert (
+        service.upstream.request_body({"model": "big", "messages": [], "stream": False})["model"]
+        == "qwen3:32b"
+    )
