@@ -20,10 +20,10 @@ from engine.protocols import RESPONSES_ERROR_CODES
 
 from ._server import Server, run_server
 from ._upstream import (
-    Chunk,
+    ERROR_ROWS,
+    MID_STREAM_ROWS,
     Done,
     FakeUpstream,
-    Raw,
     Reset,
     Sleep,
     Status,
@@ -32,6 +32,7 @@ from ._upstream import (
     ollama_tool_call,
     openai_text,
     openai_tool_calls,
+    started,
     vllm_reasoning,
 )
 
@@ -370,87 +371,6 @@ def test_chat_tool_results_are_passed_through(
 
 # -- errors before the first chunk -------------------------------------------------------
 
-_CONTEXT_OPENAI = {
-    "error": {
-        "message": "This model's maximum context length is 8192 tokens. However, your "
-        "messages resulted in 9000 tokens.",
-        "type": "invalid_request_error",
-        "param": "messages",
-        "code": "context_length_exceeded",
-    }
-}
-_CONTEXT_VLLM = {
-    "object": "error",
-    "message": "This model's maximum context length is 4096 tokens. However, you requested "
-    "5000 tokens (4000 in the messages, 1000 in the completion).",
-    "type": "BadRequestError",
-    "param": None,
-    "code": 400,
-}
-_CONTEXT_LLAMACPP = {
-    "error": {
-        "code": 400,
-        "message": "the request exceeds the available context size, try increasing it",
-        "type": "exceed_context_size_error",
-        "n_prompt_tokens": 5000,
-        "n_ctx": 4096,
-    }
-}
-_CONTEXT_ANTHROPIC_STYLE = {"error": {"message": "prompt is too long: 210000 tokens > 200000"}}
-_INTERNAL_400 = {
-    "error": {
-        "message": 'Traceback (most recent call last):\n  File "/srv/app/main.py", line 3',
-        "type": "BadRequestError",
-    }
-}
-
-#: (name, upstream answer, engine code, HTTP status scopestream answers with)
-ERROR_ROWS: list[tuple[str, Status, str, int]] = [
-    ("ctx-openai", Status(400, _CONTEXT_OPENAI), "context_length_exceeded", 400),
-    ("ctx-vllm", Status(400, _CONTEXT_VLLM), "context_length_exceeded", 400),
-    ("ctx-llamacpp", Status(400, _CONTEXT_LLAMACPP), "context_length_exceeded", 400),
-    ("ctx-prompt", Status(400, _CONTEXT_ANTHROPIC_STYLE), "context_length_exceeded", 400),
-    (
-        "bad-400",
-        Status(400, {"error": {"message": "temperature too high"}}),
-        "invalid_request",
-        400,
-    ),
-    ("internal-400", Status(400, _INTERNAL_400), "invalid_request", 400),
-    ("bad-422", Status(422, {"detail": [{"loc": ["body"], "msg": "bad"}]}), "invalid_request", 400),
-    (
-        "auth-401",
-        Status(401, {"error": {"message": "Incorrect API key provided: sk-op***"}}),
-        "upstream_error",
-        502,
-    ),
-    (
-        "auth-403",
-        Status(403, {"error": {"message": "forbidden for org-123"}}),
-        "upstream_error",
-        502,
-    ),
-    (
-        "missing-404",
-        Status(404, {"error": {"message": 'model "x" not found, try pulling it first'}}),
-        "model_not_found",
-        404,
-    ),
-    (
-        "limit-429",
-        Status(429, {"error": {"message": "Rate limit reached"}}, [("retry-after", "7")]),
-        "rate_limit_exceeded",
-        429,
-    ),
-    (
-        "down-500",
-        Status(500, {"error": {"message": "CUDA out of memory at 0x7f3a"}}),
-        "upstream_error",
-        502,
-    ),
-    ("down-503", Status(503, "Service Unavailable"), "upstream_error", 502),
-]
-
 
 @pytest.mark.parametrize(
     ("name", "answer", "code", "status"), ERROR_ROWS, ids=[r[0] for r in ERROR_ROWS]
@@ -499,34 +419,6 @@ def test_connection_reset_before_any_answer(client: openai.OpenAI, upstream: Fak
 # -- errors after the first chunk --------------------------------------------------------
 
 
-def _started(model: str) -> list[Any]:
-    return openai_text(model, ["partial "])[:2]
-
-
-MID_STREAM_ROWS: list[tuple[str, list[Any], str]] = [
-    (
-        "mid-ctx",
-        [Chunk({"error": {"message": "maximum context length exceeded"}})],
-        "context_length_exceeded",
-    ),
-    (
-        "mid-limit",
-        [Chunk({"error": {"message": "slow down", "code": "rate_limit_exceeded"}})],
-        "rate_limit_exceeded",
-    ),
-    ("mid-error", [Chunk({"error": {"message": "engine crashed", "code": 500}})], "upstream_error"),
-    ("mid-json", [Raw(b"data: {not json\n\n")], "upstream_error"),
-    ("mid-eof", [], "upstream_error"),
-    ("mid-eof-done", [Done()], "upstream_error"),
-    ("mid-reset", [Reset()], "upstream_error"),
-    (
-        "mid-abort",
-        [Chunk({"choices": [{"index": 0, "delta": {}, "finish_reason": "abort"}]}), Done()],
-        "upstream_error",
-    ),
-]
-
-
 @pytest.mark.parametrize(
     ("name", "tail", "code"), MID_STREAM_ROWS, ids=[r[0] for r in MID_STREAM_ROWS]
 )
@@ -534,7 +426,7 @@ def test_errors_mid_stream_are_failures_never_success(
     client: openai.OpenAI, upstream: FakeUpstream, name: str, tail: list[Any], code: str
 ) -> None:
     model = unique(name)
-    upstream.script(model, [*_started(model), *tail])
+    upstream.script(model, [*started(model), *tail])
     # Chat: the text so far, then the SDK raises; no finish_reason was ever sent.
     received = []
     with pytest.raises(openai.APIError) as caught:
@@ -570,7 +462,7 @@ def test_no_first_chunk_in_time_is_a_timeout(impatient: Server, upstream: FakeUp
 
 def test_a_stall_between_chunks_is_a_timeout(impatient: Server, upstream: FakeUpstream) -> None:
     model = unique("slow-next")
-    upstream.script(model, [*_started(model), Sleep(NEVER), Done()])
+    upstream.script(model, [*started(model), Sleep(NEVER), Done()])
     with sdk(impatient) as client:
         with pytest.raises(openai.APIError) as caught:
             list(client.chat.completions.create(model=model, messages=user("x"), stream=True))
@@ -585,7 +477,7 @@ def test_a_stall_between_chunks_is_a_timeout(impatient: Server, upstream: FakeUp
 
 
 def _stalled(model: str) -> list[Any]:
-    return [*_started(model), Sleep(NEVER), Done()]
+    return [*started(model), Sleep(NEVER), Done()]
 
 
 def _assert_closed_at_once(upstream: FakeUpstream, model: str, cancelled_at: float) -> None:
