@@ -13,7 +13,14 @@ import trio.testing
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from app.producers.upstream import ChunkReader, http_error, retry_after_seconds, stream_error
+from app.producers.upstream import (
+    ChunkReader,
+    Upstream,
+    UpstreamConfig,
+    http_error,
+    retry_after_seconds,
+    stream_error,
+)
 from app.routing import ModelRouter
 from engine import ErrorCode, Event, EventType, RunContext, open_engine
 from engine.protocols import (
@@ -23,6 +30,7 @@ from engine.protocols import (
 )
 
 from ._engine_helpers import assert_one_terminal
+from ._server import free_port
 
 # -- the property ---------------------------------------------------------------------------
 
@@ -214,6 +222,33 @@ async def test_other_choices_are_ignored() -> None:
     ]
     outcome = await _feed_all(chunks)
     assert outcome.finish_reason == "length"
+
+
+async def _run_upstream(upstream: Upstream, *, open_client: bool) -> Any:
+    """One run of ``upstream`` (its client held open or not); the run's outcome."""
+    stop = trio.Event()
+    with trio.fail_after(10):
+        async with trio.open_nursery() as nursery:
+            if open_client:
+                await nursery.start(upstream.hold, stop)
+            async with open_engine() as engine:
+                run = engine.start_run(upstream, input={"model": "m", "messages": []})
+                await run.wait_done()
+            stop.set()
+    return run.outcome
+
+
+async def test_connection_refused_is_an_upstream_error() -> None:
+    upstream = Upstream(UpstreamConfig(base_url=f"http://127.0.0.1:{free_port()}/v1"))
+    outcome = await _run_upstream(upstream, open_client=True)
+    assert outcome.error.code is ErrorCode.UPSTREAM_ERROR
+    assert outcome.error.message == "The model provider could not be reached."
+
+
+async def test_a_producer_whose_client_is_not_open_fails_cleanly() -> None:
+    upstream = Upstream(UpstreamConfig(base_url="http://127.0.0.1:9/v1"))
+    outcome = await _run_upstream(upstream, open_client=False)
+    assert outcome.error.code is ErrorCode.UPSTREAM_ERROR
 
 
 # -- the error table ---------------------------------------------------------------------------
