@@ -61,9 +61,7 @@ class Settings(BaseSettings):
     upstream_first_token_timeout: float = Field(120.0, gt=0)
     upstream_token_timeout: float = Field(60.0, gt=0, description="Between two chunks.")
     upstream_model_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
-    upstream_headers: Annotated[dict[str, str], NoDecode] = Field(
-        default_factory=dict, repr=False
-    )
+    upstream_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
 
     @field_validator("api_keys", mode="before")
     @classmethod
