@@ -122,6 +122,17 @@ class FakeUpstream:
         with self._lock:
             return [e for e in self.exchanges if e.model == model]
 
+    def wait_for_stall(self, model: str, timeout: float = 10) -> Exchange:
+        """The last exchange for ``model`` once its script waits in a :class:`Sleep`, so a
+        disconnect from now on finds a step pending."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = self.exchanges_for(model)
+            if found and found[-1].pending_step_at is not None:
+                return found[-1]
+            time.sleep(0.005)
+        raise AssertionError(f"the upstream's script for {model!r} never reached a pause")
+
     def wait_for_disconnect(self, model: str, timeout: float = 10) -> Exchange:
         """The last exchange for ``model`` once its client went away (polls: a test
         thread waiting on the server's thread)."""

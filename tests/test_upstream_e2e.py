@@ -498,6 +498,7 @@ def test_chat_client_disconnect_closes_the_upstream(
     chunks = iter(stream)
     assert next(chunks).choices[0].delta.role == "assistant"
     assert next(chunks).choices[0].delta.content == "partial "
+    upstream.wait_for_stall(model)
     cancelled_at = time.monotonic()
     stream.close()
     _assert_closed_at_once(upstream, model, cancelled_at)
@@ -508,9 +509,7 @@ def test_responses_cancel_closes_the_upstream(
 ) -> None:
     model = upstream.script(unique("bg-cancel"), _stalled("bg"))
     created = client.responses.create(model=model, input="x", background=True)
-    deadline = time.monotonic() + 10
-    while not upstream.exchanges_for(model) and time.monotonic() < deadline:
-        time.sleep(0.01)
+    upstream.wait_for_stall(model)
     cancelled_at = time.monotonic()
     assert client.responses.cancel(created.id).status == "cancelled"
     _assert_closed_at_once(upstream, model, cancelled_at)
@@ -528,9 +527,7 @@ def test_native_cancel_closes_the_upstream(server: Server, upstream: FakeUpstrea
                 "background": True,
             },
         ).json()
-        deadline = time.monotonic() + 10
-        while not upstream.exchanges_for(model) and time.monotonic() < deadline:
-            time.sleep(0.01)
+        upstream.wait_for_stall(model)
         cancelled_at = time.monotonic()
         answer = http.post(f"/v1/runs/{run['id']}/cancel?wait=true").json()
     assert answer["result"] == "cancelled"
@@ -565,3 +562,15 @@ def test_background_response_resumes_from_a_cursor(
     # One upstream request, streamed to its end although the first client left.
     [exchange] = upstream.exchanges_for(model)
     assert exchange.completed and exchange.disconnected_at is None
+
+
+def test_an_answer_that_is_not_a_stream_is_an_upstream_error(
+    client: openai.OpenAI, upstream: FakeUpstream
+) -> None:
+    # A server that ignores "stream": true and answers with one JSON completion.
+    completion = {"id": "x", "object": "chat.completion", "choices": []}
+    model = upstream.script(unique("not-a-stream"), [Status(200, completion)])
+    with pytest.raises(openai.APIStatusError) as caught:
+        client.chat.completions.create(model=model, messages=user("x"), stream=True)
+    assert (caught.value.status_code, caught.value.code) == (502, "upstream_error")
+    assert caught.value.message == "The model provider did not answer with a stream."

@@ -179,6 +179,7 @@ def test_a_client_that_leaves_closes_the_upstream(server: Server, upstream: Fake
             lines = response.iter_lines()
             while "partial" not in next(lines):
                 pass
+            upstream.wait_for_stall(model)
             left_at = time.monotonic()
     exchange = upstream.wait_for_disconnect(model)
     assert exchange.disconnected_at is not None and exchange.pending_step_at is not None

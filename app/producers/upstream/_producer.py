@@ -98,6 +98,14 @@ class Upstream:
         return body
 
     async def __call__(self, ctx: RunContext) -> FinishReason:
+        """Stream one run's answer from the upstream; returns its finish reason.
+
+        Raises :class:`EngineError` for every upstream failure (see ``_errors`` for the
+        table), for a connect, first-chunk or next-chunk timeout (``timeout``) and for a
+        stream that ends without a finish reason. If the run is cancelled, the
+        :class:`trio.Cancelled` arrives in the socket read and the response is closed on
+        the way out, so the upstream sees its client leave at once.
+        """
         client = self._client
         if client is None:
             raise EngineError(ErrorCode.UPSTREAM_ERROR, "The model provider is not available.")
@@ -128,7 +136,12 @@ class Upstream:
                 raise EngineError(
                     ErrorCode.UPSTREAM_ERROR, "The model provider could not be reached."
                 ) from None
-            except (httpx.TransportError, SSEError) as exc:
+            except SSEError:
+                _warn("upstream.not_a_stream", log)
+                raise EngineError(
+                    ErrorCode.UPSTREAM_ERROR, "The model provider did not answer with a stream."
+                ) from None
+            except httpx.TransportError as exc:
                 _warn("upstream.broken", log, error=type(exc).__name__)
                 raise EngineError(
                     ErrorCode.UPSTREAM_ERROR, "The connection to the model provider broke."
