@@ -207,7 +207,7 @@ def _response_format(fmt: dict[str, Any]) -> dict[str, Any] | None:
 # -- AI SDK ----------------------------------------------------------------------------
 
 
-def ui_to_chat(data: UIChatRequest, model: str) -> dict[str, Any]:
+def ui_to_chat(data: UIChatRequest) -> dict[str, Any]:
     """The Chat Completions request for an AI SDK chat: the UI messages as chat messages
     (an assistant's tool parts become its ``tool_calls`` and the tool messages with their
     outputs), plus every extra body field the client added (``tools``, ``temperature``...),
@@ -218,7 +218,7 @@ def ui_to_chat(data: UIChatRequest, model: str) -> dict[str, Any]:
             messages.extend(_assistant(message))
         else:
             messages.append({"role": message.role, "content": _ui_content(message)})
-    return {**(data.model_extra or {}), "model": model, "messages": messages}
+    return {**(data.model_extra or {}), "model": data.model, "messages": messages}
 
 
 def _ui_content(message: UIMessage) -> str | list[dict[str, Any]]:

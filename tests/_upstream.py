@@ -296,7 +296,8 @@ def fake_upstream() -> Iterator[FakeUpstream]:
     try:
         yield upstream
     finally:
-        trio.from_thread.run_sync(stop_box[0].set, trio_token=token[0])
+        # Not trio.from_thread: a Trio test may use this too, from its own Trio thread.
+        token[0].run_sync_soon(stop_box[0].set)
         thread.join(10)
 
 

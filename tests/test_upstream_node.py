@@ -184,3 +184,17 @@ def test_a_client_that_leaves_closes_the_upstream(server: Server, upstream: Fake
     exchange = upstream.wait_for_disconnect(model)
     assert exchange.disconnected_at is not None and exchange.pending_step_at is not None
     assert left_at <= exchange.disconnected_at < exchange.pending_step_at
+
+
+def test_the_upstream_is_asked_for_by_model(server: Server) -> None:
+    body = {
+        "id": "chat-by-producer",
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+        "producer": "upstream",
+    }
+    response = httpx.post(server.url + "/api/chat", json=body, timeout=20)
+    assert response.status_code == 400
+    assert [f["field"] for f in response.json()["error"]["fields"]] == ["model"]
+    both = httpx.post(server.url + "/api/chat", json={**body, "model": "m"}, timeout=20)
+    assert both.status_code == 400
+    assert [f["field"] for f in both.json()["error"]["fields"]] == ["producer"]

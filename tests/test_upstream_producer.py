@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 from typing import Any
 
 import pytest
@@ -22,7 +23,17 @@ from app.producers.upstream import (
     stream_error,
 )
 from app.routing import ModelRouter
-from engine import ErrorCode, Event, EventType, RunContext, open_engine
+from engine import (
+    Cancelled,
+    CancelReason,
+    EngineConfig,
+    ErrorCode,
+    Event,
+    EventType,
+    Failed,
+    RunContext,
+    open_engine,
+)
 from engine.protocols import (
     ChatCompletionsProjection,
     ResponsesProjection,
@@ -31,6 +42,7 @@ from engine.protocols import (
 
 from ._engine_helpers import assert_one_terminal
 from ._server import free_port
+from ._upstream import Done, Sleep, fake_upstream, started
 
 # -- the property ---------------------------------------------------------------------------
 
@@ -249,6 +261,35 @@ async def test_a_producer_whose_client_is_not_open_fails_cleanly() -> None:
     upstream = Upstream(UpstreamConfig(base_url="http://127.0.0.1:9/v1"))
     outcome = await _run_upstream(upstream, open_client=False)
     assert outcome.error.code is ErrorCode.UPSTREAM_ERROR
+
+
+@pytest.mark.parametrize("cause", ["deadline", "shutdown"])
+async def test_a_deadline_or_shutdown_closes_the_upstream(cause: str) -> None:
+    # Real sockets and the real clock: the fake upstream pauses mid-stream for an hour.
+    with fake_upstream() as fake:
+        model = fake.script("paused", [*started("paused"), Sleep(3600), Done()])
+        upstream = Upstream(UpstreamConfig(base_url=fake.url))
+        stop = trio.Event()
+        config = EngineConfig(run_timeout=0.5 if cause == "deadline" else None)
+        with trio.fail_after(20):
+            async with trio.open_nursery() as nursery:
+                await nursery.start(upstream.hold, stop)
+                async with open_engine(config) as engine:
+                    run = engine.start_run(upstream, input={"model": model, "messages": []})
+                    await trio.to_thread.run_sync(fake.wait_for_stall, model)
+                    acted_at = time.monotonic()
+                    if cause == "shutdown":
+                        await engine.aclose()
+                    await run.wait_done()
+                stop.set()
+            exchange = await trio.to_thread.run_sync(fake.wait_for_disconnect, model)
+    assert exchange.disconnected_at is not None and exchange.pending_step_at is not None
+    assert acted_at <= exchange.disconnected_at < exchange.pending_step_at
+    outcome = run.outcome
+    if cause == "deadline":
+        assert isinstance(outcome, Failed) and outcome.error.code is ErrorCode.TIMEOUT
+    else:
+        assert isinstance(outcome, Cancelled) and outcome.reason is CancelReason.SHUTDOWN
 
 
 # -- the error table ---------------------------------------------------------------------------

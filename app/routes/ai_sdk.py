@@ -36,6 +36,7 @@ def ai_sdk_blueprint() -> Blueprint:
     @bp.post("/api/chat")
     @validate_request(UIChatRequest)
     @document_response(UIMessageStream, 200)
+    @document_response(ErrorBody, 404)
     @document_response(ErrorBody, 409)
     async def chat(data: UIChatRequest) -> Response:
         """A UI message stream (``x-vercel-ai-ui-message-stream: v1``) for the chat's reply.
@@ -56,9 +57,14 @@ def ai_sdk_blueprint() -> Blueprint:
         spec = (
             service.model(model) if model else service.producer(data.producer or DEFAULT_PRODUCER)
         )
-        run_input = service.chat_input(
-            spec, data.metadata, data.messages, lambda: ui_to_chat(data, model or spec.name)
-        )
+        if spec.chat_request and model is None:
+            raise ApiError(
+                400,
+                "invalid_request",
+                f"The {spec.name} producer answers a model: give model instead of producer.",
+                fields=[{"field": "model", "message": "required for this producer"}],
+            )
+        run_input = service.chat_input(spec, data.metadata, data.messages, lambda: ui_to_chat(data))
         try:
             previous = service.engine.get(data.id, owner=owner)
         except RunNotFound:
