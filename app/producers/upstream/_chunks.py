@@ -81,6 +81,9 @@ def _str(value: Any, what: str) -> str | None:
 
 
 class ChunkReader:
+    """One upstream stream's chunks → one run's events (see the module's table). Feed it
+    every chunk, then call :meth:`finish` once the stream has ended."""
+
     def __init__(self, sink: EventSink) -> None:
         self._sink = sink
         self._calls: dict[int, _Call] = {}
