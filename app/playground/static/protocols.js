@@ -200,7 +200,7 @@ export const aiSdk = {
       id: opts.chatId,
       trigger: "submit-message",
       messages: [{ id: `m_${Date.now()}`, role: "user", parts: [{ type: "text", text: opts.message }] }],
-      producer: opts.producer,
+      model: opts.producer, // a producer's name, or a model the routing table sends upstream
       metadata: opts.params,
       on_disconnect: opts.onDisconnect === "cancel" ? "cancel" : "continue",
     };
