@@ -3,20 +3,24 @@
 from __future__ import annotations
 
 import gc
+from collections.abc import Awaitable, Callable
 
 from quart import Response
 from quart.globals import request_ctx
-from quart_schema import QuartSchema
+from quart.typing import ResponseReturnValue
+from quart_schema import QuartSchema, hide
 from quart_trio import QuartTrio
 
 from ._asgi import ScopestreamASGI
 from ._request import JsonRequest
+from .auth import ops_route
 from .errors import install_error_handlers
 from .logs import configure_logging
 from .openapi_models import ScopestreamOpenAPIProvider
 from .playground import playground_blueprint
 from .routes._common import no_content
 from .routes.ai_sdk import ai_sdk_blueprint
+from .routes.docs import docs_blueprint
 from .routes.openai import openai_blueprint
 from .routes.ops import ops_blueprint
 from .routes.runs import runs_blueprint
@@ -49,19 +53,30 @@ def create_app(settings: Settings | None = None) -> QuartTrio:
             "security_schemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "security": [{"bearer": []}],
         }
-    QuartSchema(
+    schema = QuartSchema(
         app,
         info={"title": "scopestream", "version": "0.1.0"},
         openapi_provider_class=ScopestreamOpenAPIProvider,
+        # quart-schema's pages load their scripts from CDNs: the docs blueprint serves
+        # Swagger UI from the package instead, and the other two pages are not offered.
+        swagger_ui_path=None,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
         **security,  # type: ignore[arg-type]
     )
-    install_service(app, Service(settings))
+    app.view_functions["openapi"] = ops_route(_openapi_view(schema))
+    service = Service(settings)
+    install_service(app, service)
+    # Before any other hook and before the body is read: an unauthenticated request learns
+    # nothing else (see app.auth).
+    app.before_request(service.auth.authenticate)
     install_error_handlers(app)
     app.register_blueprint(runs_blueprint(settings))
     app.register_blueprint(openai_blueprint(settings))
     app.register_blueprint(ai_sdk_blueprint())
     app.register_blueprint(ops_blueprint())
     app.register_blueprint(playground_blueprint())
+    app.register_blueprint(docs_blueprint(title="scopestream", openapi_path="/openapi.json"))
 
     @app.before_serving
     async def _open_engine() -> None:
@@ -83,6 +98,18 @@ def freeze_startup_heap() -> None:
     are collected as usual."""
     gc.collect()
     gc.freeze()
+
+
+def _openapi_view(schema: QuartSchema) -> Callable[[], Awaitable[ResponseReturnValue]]:
+    """quart-schema's ``/openapi.json`` view as a plain function, so it can carry a key
+    policy (a bound method cannot hold attributes)."""
+
+    @hide
+    async def openapi() -> ResponseReturnValue:
+        result: ResponseReturnValue = await schema.openapi()
+        return result
+
+    return openapi
 
 
 def create_asgi(settings: Settings | None = None) -> ScopestreamASGI:

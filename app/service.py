@@ -108,7 +108,7 @@ class Service:
             )
         except ValueError as exc:
             raise SettingsError(f"Invalid setting {ENV_PREFIX}MODELS: {exc}.") from None
-        self.auth = Auth(settings.api_keys)
+        self.auth = Auth(settings.api_keys, public_ops=settings.public_ops)
         self.metrics = Metrics()
         self._engine: Engine | None = None
         self._engine_closed = False

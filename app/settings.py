@@ -44,6 +44,7 @@ class Settings(BaseSettings):
     pending_cancel_ttl: float = Field(60.0, ge=0)
     max_pending_cancels: int = Field(10_000, ge=1)
     api_keys: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    public_ops: bool = Field(False, description="With API keys: metrics and docs need none.")
     producers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     max_body_bytes: int = Field(1_048_576, ge=1024)
     max_event_bytes: int = Field(1_048_576, ge=1024, description="One event, estimated.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 from collections.abc import Iterator
@@ -411,6 +412,34 @@ def test_health_metrics_and_docs(server: Server, markers: Path) -> None:
         ):
             assert name in after
         assert client.get("/docs").status_code == 200
+
+
+def test_the_docs_page_loads_nothing_from_elsewhere(server: Server) -> None:
+    with server.client() as client:
+        page = client.get("/docs")
+        assert page.status_code == 200
+        assert page.headers["content-type"] == "text/html; charset=utf-8"
+        html = page.text
+        # No absolute or protocol-relative URL anywhere in the page: it renders offline.
+        assert re.search(r"(?i)(https?:)?//[a-z0-9]", html) is None, html
+        referenced = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert sorted(referenced) == [
+            "/docs/assets/swagger-ui-bundle.js",
+            "/docs/assets/swagger-ui.css",
+        ]
+        assert 'url: "/openapi.json"' in html
+        kinds = {".css": "text/css", ".js": "text/javascript"}
+        for path in referenced:
+            asset = client.get(path)
+            assert asset.status_code == 200, path
+            media = asset.headers["content-type"].split(";")[0]
+            assert media == kinds[path[path.rindex(".") :]], path
+        bundle = client.get("/docs/assets/swagger-ui-bundle.js").text
+        assert "SwaggerUIBundle" in bundle
+        assert client.get("/openapi.json").json()["openapi"].startswith("3.1")
+        missing = client.get("/docs/assets/../../app/settings.py")
+        assert missing.status_code == 404
+        assert missing.headers["content-type"] == "application/json"
 
 
 def test_api_keys_scope_runs_to_their_owner(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from importlib import resources
 from quart import Blueprint, Response, redirect
 from quart_schema import hide
 
+from ..auth import public_route
 from ..errors import ApiError
 
 __all__ = ["PLAYGROUND_PATH", "playground_blueprint"]
@@ -66,16 +67,19 @@ def playground_blueprint() -> Blueprint:
     # No API key for these: the page holds no data, and asks for the key when the API does.
     @bp.get("/")
     @hide
+    @public_route
     async def root() -> Response:
         return redirect(PLAYGROUND_PATH)  # type: ignore[return-value]
 
     @bp.get(PLAYGROUND_PATH)
     @hide
+    @public_route
     async def page() -> Response:
         return serve("index.html")
 
     @bp.get(PLAYGROUND_PATH + "<name>")
     @hide
+    @public_route
     async def asset(name: str) -> Response:
         return serve(name)
 
