@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import trio
+import trio.testing
 
 from engine import Connection, Event, Producer, Run, RunContext
 from engine.protocols.native import NativeProjection
@@ -37,10 +38,19 @@ async def read_all(run: Run, cursor: int = 0) -> list[dict[str, Any]]:
 
 
 async def wait_for(predicate: Any, *, limit: float = 1000) -> None:
-    """Checkpoint until ``predicate()`` holds (use with autojump_clock)."""
+    """Let the other tasks run until ``predicate()`` holds, in virtual time.
+
+    The predicates read engine state that has no event of its own, so this polls; polling
+    is deterministic only on a virtual clock, where a poll interval and ``limit`` cost no
+    real time and cannot be stretched by a loaded machine. So it refuses to run without
+    ``autojump_clock`` (on the real clock it would sleep in wall-clock steps and give up
+    after ``limit`` real seconds).
+    """
+    clock = trio.lowlevel.current_clock()
+    if not isinstance(clock, trio.testing.MockClock) or clock.autojump_threshold != 0:
+        raise RuntimeError("wait_for needs the autojump_clock fixture (a virtual clock)")
     with trio.fail_after(limit):
-        # A test-only poll: the predicates read engine state that has no event of its own.
-        while not predicate():  # noqa: ASYNC110
+        while not predicate():  # noqa: ASYNC110 (no event to wait on; see above)
             await trio.sleep(0.001)
 
 

@@ -94,18 +94,44 @@ def test_response_headers(server: Server) -> None:
     assert response.text.endswith("data: [DONE]\n\n")
 
 
+def open_connections(server: Server) -> float:
+    for line in httpx.get(server.url + "/metrics", timeout=10).text.splitlines():
+        if line.startswith("scopestream_connections "):
+            return float(line.split()[1])
+    raise AssertionError("no scopestream_connections gauge")
+
+
 def test_resume_streams_the_active_message_from_its_start(server: Server) -> None:
     assert httpx.get(server.url + "/api/chat/chat-idle/stream").status_code == 204
+    # The run stops halfway to ask a question and goes on only once the resumed stream is
+    # attached, so the resume finds it active however slowly Node starts.
     body = {
         "id": "chat-resume",
         "messages": [ui_message("x")],
         "producer": "synthetic",
-        "metadata": {"events": 30, "event_bytes": 1, "interval_ms": 20},
+        "metadata": {"events": 30, "event_bytes": 1, "ask_at": 16},
     }
     original = RawStream(server.port, "POST", "/api/chat", body)
-    original.read_until(lambda frame: "text-delta" in frame.data)
-    resumed = run_validator(server.url + "/api/chat/chat-resume/stream", "--method", "GET")
-    for result in every_release(resumed):
+    original.read_until(lambda frame: "data-interaction" in frame.data)
+    run_url = f"{server.url}/v1/runs/{original.headers['x-run-id']}"
+    attached = open_connections(server) + 1
+    summaries: list[dict[str, Any]] = []
+    resumer = threading.Thread(
+        target=lambda: summaries.append(
+            run_validator(server.url + "/api/chat/chat-resume/stream", "--method", "GET")
+        )
+    )
+    resumer.start()
+    deadline = time.monotonic() + 60
+    while open_connections(server) < attached:
+        assert resumer.is_alive() and time.monotonic() < deadline
+        time.sleep(0.02)
+    pending = httpx.get(run_url, timeout=10).json()["pending_interaction"]
+    answer = httpx.post(server.url + pending["response_url"], json={"response": "yes"})
+    assert answer.status_code == 200
+    resumer.join(timeout=120)
+    assert not resumer.is_alive() and len(summaries) == 1
+    for result in every_release(summaries[0]):
         assert result["text"] == "x" * 30
         assert result["finished"]
     original.read_to_end()

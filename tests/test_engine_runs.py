@@ -342,7 +342,9 @@ async def test_run_ids_are_unguessable() -> None:
     assert all(len(i) == len("run_") + 32 for i in ids)  # 128 random bits, hex
 
 
-async def test_interaction_answer_resumes_the_producer() -> None:
+async def test_interaction_answer_resumes_the_producer(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async def producer(ctx: RunContext) -> None:
         answer = await ctx.ask("Proceed?")
         await ctx.text(f"you said {answer}")
@@ -369,7 +371,9 @@ async def test_interaction_answer_resumes_the_producer() -> None:
     assert run.log.all()[-2].data == {"text": "you said yes"}
 
 
-async def test_cancel_while_paused_clears_the_interaction() -> None:
+async def test_cancel_while_paused_clears_the_interaction(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     cleanup = []
 
     async def producer(ctx: RunContext) -> None:
@@ -500,7 +504,9 @@ async def test_run_deadline(autojump_clock: trio.testing.MockClock) -> None:
     assert run.terminal_at == pytest.approx(7.5, abs=0.01)
 
 
-async def test_attached_run_cancelled_from_outside_ends_as_shutdown() -> None:
+async def test_attached_run_cancelled_from_outside_ends_as_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with open_engine() as engine:
         with trio.CancelScope() as scope:
             async with engine.open_run(forever) as run:
@@ -511,7 +517,9 @@ async def test_attached_run_cancelled_from_outside_ends_as_shutdown() -> None:
         assert run.outcome == Cancelled(CancelReason.SHUTDOWN)
 
 
-async def test_attached_run_whose_cleanup_raises_after_an_outside_cancel_is_a_shutdown() -> None:
+async def test_attached_run_whose_cleanup_raises_after_an_outside_cancel_is_a_shutdown(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     """Cancelled from outside, the producer's cleanup raises (or swallows the Cancelled and
     returns): the outside cancel came first, so the outcome is cancelled/shutdown."""
     for ending in ("raise", "swallow"):
@@ -576,7 +584,9 @@ async def test_an_error_in_the_engine_block_propagates_unwrapped() -> None:
     assert run.outcome == Cancelled(CancelReason.SHUTDOWN)
 
 
-async def test_an_error_in_the_attached_run_block_ends_the_run_and_propagates_unwrapped() -> None:
+async def test_an_error_in_the_attached_run_block_ends_the_run_and_propagates_unwrapped(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
     async with open_engine() as engine:
         with pytest.raises(KeyError):
             async with engine.open_run(forever) as run:
@@ -584,3 +594,9 @@ async def test_an_error_in_the_attached_run_block_ends_the_run_and_propagates_un
                 raise KeyError("mine")
         assert_one_terminal(run)
         assert run.outcome == Cancelled(CancelReason.SHUTDOWN)
+
+
+async def test_wait_for_runs_only_on_the_virtual_clock() -> None:
+    # Polling on the real clock is what made tests depend on the machine's load.
+    with pytest.raises(RuntimeError, match="autojump_clock"):
+        await wait_for(lambda: True)

@@ -170,16 +170,28 @@ def test_responses_stream_cancelled_is_not_success(client: openai.OpenAI, server
     assert client.responses.retrieve(response_id).status == "cancelled"
 
 
-def test_background_response_retrieve_cancel_and_resume(client: openai.OpenAI) -> None:
+def test_background_response_retrieve_cancel_and_resume(
+    client: openai.OpenAI, server: Server
+) -> None:
+    # The run stops halfway to ask a question, so it is in progress when retrieved however
+    # slow the machine is; answering it lets it finish.
     created = client.responses.create(
         model="synthetic",
         input="x",
         background=True,
-        metadata={"events": "400", "interval_ms": "5"},
+        metadata={"events": "400", "ask_at": "200"},
     )
     assert created.status in ("queued", "in_progress") and created.background
-    time.sleep(0.3)
+    run_url = f"{server.url}/v1/runs/run_{created.id.removeprefix('resp_')}"
+    deadline = time.monotonic() + 20
+    while (view := httpx.get(run_url).json())["pending_interaction"] is None:
+        assert time.monotonic() < deadline and view["status"] in ("queued", "running"), view
+        time.sleep(0.02)
     assert client.responses.retrieve(created.id).status == "in_progress"
+    answered = httpx.post(
+        server.url + view["pending_interaction"]["response_url"], json={"response": "yes"}
+    )
+    assert answered.status_code == 200
     # Follow it with the SDK's own resume, twice from different cursors.
     full = list(client.responses.retrieve(created.id, stream=True))
     numbers = [e.sequence_number for e in full]
