@@ -18,7 +18,7 @@ venv: $(STAMP)
 
 ## Start the service on the embedded in-memory backend.
 serve: $(STAMP)
-	$(BIN)/hypercorn -k trio --bind $(HOST):$(PORT) app:serve
+	$(BIN)/hypercorn --config hypercorn.toml --bind $(HOST):$(PORT) app:serve
 
 node-deps:
 	cd tests/node && npm ci --no-audit --no-fund --silent

@@ -1,9 +1,11 @@
 """The request class: how a JSON body is read.
 
 Quart's own reading answers 500 for a body that is not UTF-8 (the decode happens outside
-its error handling) or that nests deeper than the interpreter's recursion limit, and treats
-a body of another media type as "no JSON" (a misleading "invalid fields: body"). Here each
-of those is a JSON error naming the body: 415 for the media type, 400 for the rest.
+its error handling) or that nests deeper than the interpreter's recursion limit, treats a
+body of another media type as "no JSON" (a misleading "invalid fields: body"), and decodes
+a body declared in another charset as UTF-8 anyway. Here each of those is a JSON error:
+415 for the media type or a charset other than UTF-8, 400 naming the body for the rest.
+Every message is the project's own (never the JSON decoder's text).
 
 Nesting is capped well below what the JSON decoder and pydantic's serializer can handle, so
 a body that parses never fails later for its depth.
@@ -44,6 +46,7 @@ class JsonRequest(TrioRequest):
                     "unsupported_media_type",
                     "The request body must be JSON, sent with Content-Type: application/json.",
                 )
+            _check_charset(self.mimetype_params.get("charset"))
             result = _loads(await self.get_data(cache=cache, as_text=False, parse_form_data=False))
         except ApiError:
             if silent:
@@ -52,6 +55,20 @@ class JsonRequest(TrioRequest):
         if cache:
             self._parsed_json = result
         return result
+
+
+def _check_charset(charset: str | None) -> None:
+    """A 415 for a body declared in another encoding than UTF-8 (JSON's only one, RFC 8259
+    section 8.1): decoding it as UTF-8 would silently change its text."""
+    if charset is None or charset.strip().lower() in ("utf-8", "utf8"):
+        return
+    message = "The request body must be UTF-8: send Content-Type: application/json (charset utf-8)."
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        message,
+        fields=[{"field": "Content-Type", "message": "charset must be utf-8"}],
+    )
 
 
 def _invalid_body(message: str) -> ApiError:
@@ -69,8 +86,13 @@ def _loads(raw: bytes) -> Any:
         value = json.loads(text)
     except RecursionError:
         raise _too_deep() from None
-    except ValueError as exc:
-        raise _invalid_body(f"The request body is not valid JSON: {exc}.") from None
+    except json.JSONDecodeError as exc:
+        # The position, in the project's words: the decoder's own message is Python's.
+        raise _invalid_body(
+            f"The request body is not valid JSON (line {exc.lineno}, column {exc.colno})."
+        ) from None
+    except ValueError:  # the only other refusal: an integer of over 4,300 digits
+        raise _invalid_body("The request body has a number with too many digits.") from None
     # Fewer brackets than the cap cannot nest deeper than it: most bodies stop here.
     if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _deeper_than(value, MAX_JSON_DEPTH):
         raise _too_deep()

@@ -27,11 +27,14 @@ from pydantic import (
     ConfigDict,
     Discriminator,
     Field,
+    StrictBool,
     Tag,
     ValidationInfo,
     field_validator,
     model_validator,
 )
+
+from .schemas import CLIENT_ID_PATTERN
 
 __all__ = [
     "ChatCompletionRequest",
@@ -56,7 +59,7 @@ Metadata = Annotated[dict[str, str], BeforeValidator(_null_is_empty)]
 
 class StreamOptions(BaseModel):
     model_config = ConfigDict(extra="allow")
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class TextPart(BaseModel):
@@ -168,7 +171,7 @@ class ChatCompletionRequest(BaseModel):
     model_config = ConfigDict(extra="allow")
     model: str = Field(..., min_length=1)
     messages: list[ChatMessage] = Field(..., min_length=1)
-    stream: bool = False
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
     metadata: Metadata = Field(default_factory=dict)
     tools: list[Tool] | None = None
@@ -203,8 +206,8 @@ class ResponsesRequest(BaseModel):
     model: str = Field(..., min_length=1)
     input: str | list[dict[str, Any]] = ""
     instructions: str | None = None
-    stream: bool = False
-    background: bool = False
+    stream: StrictBool = False
+    background: StrictBool = False
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -249,7 +252,11 @@ class UIChatRequest(BaseModel):
     client can add with the transport's ``body`` option."""
 
     model_config = ConfigDict(extra="allow")
-    id: str = Field(..., min_length=1, max_length=200, description="The chat id.")
+    id: str = Field(
+        ...,
+        pattern=CLIENT_ID_PATTERN,
+        description="The chat id: 1 to 200 of A-Z a-z 0-9 . _ : -",
+    )
     messages: list[UIMessage] = Field(default_factory=list)
     trigger: str | None = None
     messageId: str | None = None

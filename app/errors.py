@@ -17,10 +17,12 @@ from engine import Failed
 from engine.protocols.native import error_body
 
 __all__ = [
+    "MAX_ECHO",
     "ApiError",
     "failure_headers",
     "install_error_handlers",
     "json_error",
+    "quoted",
     "validation_fields",
 ]
 
@@ -51,6 +53,20 @@ def failure_headers(outcome: object) -> dict[str, str]:
     if isinstance(outcome, Failed) and outcome.error.retry_after is not None:
         return {"Retry-After": str(math.ceil(outcome.error.retry_after))}
     return {}
+
+
+#: The most characters of a client's value (a name, an id) an error message repeats: the
+#: value may be as long as a body or a URL.
+MAX_ECHO = 64
+
+
+def quoted(value: str) -> str:
+    """A client's value as an error message shows it: quoted, with unprintable characters
+    escaped (so a lone surrogate cannot break the JSON encoding), and cut after
+    :data:`MAX_ECHO` characters."""
+    if len(value) <= MAX_ECHO:
+        return repr(value)
+    return f"{value[:MAX_ECHO]!r}... ({len(value)} characters)"
 
 
 def json_error(status: int, code: str, message: str, **extra: Any) -> Response:

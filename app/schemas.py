@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from engine import DisconnectPolicy
 
 __all__ = [
+    "CLIENT_ID_PATTERN",
     "CancelAnswer",
     "CreateRun",
     "ErrorBody",
@@ -27,13 +28,19 @@ __all__ = [
 ]
 
 
+#: The characters of a client-chosen id (``client_run_id``, an AI SDK chat id): it appears
+#: in URL paths, so no ``/``, ``?``, ``%`` or space.
+CLIENT_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,200}$"
+
+
 class GracePolicy(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     grace: float = Field(..., ge=0, le=3600, description="Seconds to wait for a resume.")
 
 
 class CreateRun(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    # strict: "stream": "true" or 1 is a 400, not a boolean.
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     producer: str = Field(..., min_length=1, description="A registered producer's name.")
     input: dict[str, Any] = Field(default_factory=dict)
@@ -44,7 +51,11 @@ class CreateRun(BaseModel):
         description="cancel (default when streaming or waiting), continue (default for "
         'background runs), or {"grace": seconds}.',
     )
-    client_run_id: str | None = Field(None, min_length=1, max_length=200)
+    client_run_id: str | None = Field(
+        None,
+        pattern=CLIENT_ID_PATTERN,
+        description="Your own id for the run: 1 to 200 of A-Z a-z 0-9 . _ : -",
+    )
 
     @field_validator("background")
     @classmethod

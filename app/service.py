@@ -31,7 +31,7 @@ from engine.protocols.native import NativeProjection
 from ._asgi import request_extension
 from .auth import Auth
 from .compat_schemas import ChatCompletionRequest, normalize_messages
-from .errors import ApiError, validation_fields
+from .errors import ApiError, quoted, validation_fields
 from .metrics import Metrics
 from .producers import ProducerRegistry, ProducerSpec, echo, synthetic
 from .producers.upstream import Upstream, UpstreamConfig
@@ -179,7 +179,7 @@ class Service:
             raise ApiError(
                 status,
                 "unknown_producer" if status == 400 else "model_not_found",
-                f"Unknown producer {name!r}; known: {', '.join(self.registry.names())}.",
+                f"Unknown producer {quoted(name)}; known: {', '.join(self.registry.names())}.",
                 fields=[{"field": field, "message": "unknown producer"}],
             )
         return spec
@@ -192,7 +192,7 @@ class Service:
             raise ApiError(
                 404,
                 "model_not_found",
-                f"The model {name[:200]!r} does not exist; GET /v1/models lists them.",
+                f"The model {quoted(name)} does not exist; GET /v1/models lists them.",
                 type="invalid_request_error",
                 param="model",
                 fields=[{"field": "model", "message": "no route for this model"}],
@@ -277,7 +277,7 @@ class Service:
         try:
             return self.engine.get(run_id, owner=owner)
         except RunNotFound:
-            raise ApiError(404, "not_found", f"No run {run_id!r}.") from None
+            raise ApiError(404, "not_found", f"No run {quoted(run_id)}.") from None
 
     def recent_runs(self, owner: str | None, limit: int) -> list[Run]:
         """The owner's ``limit`` most recently created runs, newest first. Runs of other

@@ -88,6 +88,8 @@ def run_server(
         process = subprocess.Popen(
             [
                 HYPERCORN,
+                "--config",
+                str(ROOT / "hypercorn.toml"),  # the shipped settings, as deployed
                 "-k",
                 "trio",
                 "--bind",

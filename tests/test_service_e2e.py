@@ -447,14 +447,13 @@ def test_api_keys_scope_runs_to_their_owner(tmp_path: Path) -> None:
     with run_server(tmp_path, env) as server:
         alice = {"Authorization": "Bearer key-alice"}
         bob = {"Authorization": "Bearer key-bob"}
+        # A 401 is answered before the body is read: each on its own connection, so this
+        # test does not depend on how the transport recycles such a connection.
+        for headers in ({}, {"Authorization": "Bearer x"}):
+            with server.client() as client:
+                response = client.post("/v1/runs", json={"producer": "echo"}, headers=headers)
+                assert response.status_code == 401
         with server.client() as client:
-            assert client.post("/v1/runs", json={"producer": "echo"}).status_code == 401
-            assert (
-                client.post(
-                    "/v1/runs", json={"producer": "echo"}, headers={"Authorization": "Bearer x"}
-                ).status_code
-                == 401
-            )
             body = {
                 "producer": "synthetic",
                 "input": {"events": 2, "ask_at": 1},

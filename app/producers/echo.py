@@ -15,12 +15,15 @@ __all__ = ["EchoInput", "echo"]
 
 
 class Message(BaseModel):
+    model_config = ConfigDict(strict=True)
     role: str = "user"
     content: str = ""
 
 
 class EchoInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is a 400, not ignored
+    # A misspelt parameter is a 400, not ignored; a wrongly typed one is a 400, not
+    # converted (strict).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     messages: list[Message] = Field(default_factory=list)
     text: str | None = Field(None, description="Used when there are no messages.")

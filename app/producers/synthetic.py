@@ -19,9 +19,10 @@ every kind of part a real agent sends.
 from __future__ import annotations
 
 import time
+from typing import Annotated
 
 import trio
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, ValidationInfo, field_validator
 
 from engine import EngineError, ErrorCode, FinishReason, RunContext
 
@@ -31,14 +32,17 @@ __all__ = ["SyntheticInput", "synthetic"]
 
 
 class SyntheticInput(BaseModel):
-    model_config = ConfigDict(extra="forbid")  # a misspelt parameter is a 400, not ignored
+    # A misspelt parameter is a 400, not ignored; a number sent as a string or a boolean
+    # is a 400, not converted (strict).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     # event_bytes first: the check on events reads it.
     event_bytes: int = Field(16, ge=1, le=1_048_576)
     events: int = Field(10, ge=0, le=10_000_000)
     interval_ms: float = Field(0.0, ge=0, le=3_600_000)
     fail_at: int | None = Field(None, ge=1)
-    fail_code: ErrorCode = ErrorCode.SERVER_ERROR
+    # Not strict: strict would take only an ErrorCode object, never its JSON string.
+    fail_code: Annotated[ErrorCode, Strict(False)] = ErrorCode.SERVER_ERROR
     ask_at: int | None = Field(None, ge=1)
     finish_reason: FinishReason = "stop"
     stall_at: int | None = Field(None, ge=1)

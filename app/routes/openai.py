@@ -41,7 +41,7 @@ from ..compat_schemas import (
     normalize_messages,
 )
 from ..conversation import responses_to_chat
-from ..errors import ApiError, failure_headers
+from ..errors import ApiError, failure_headers, quoted
 from ..openapi_models import (
     ChatCompletionAnswer,
     InvalidParameter,
@@ -56,7 +56,7 @@ from ..service import Service, current_service
 from ..settings import Settings
 from ..streaming import stream_response
 from ._common import execution_accepted, json_response
-from ._params import bool_param, check_cursor_within, cursor_param
+from ._params import bool_param, check_cursor_within, cursor_param, metadata_params
 
 __all__ = ["openai_blueprint"]
 
@@ -79,7 +79,7 @@ def _start(
     spec = service.model(model)
     return service.start(
         spec,
-        service.chat_input(spec, params, messages, request),
+        service.chat_input(spec, metadata_params(spec.input_model, params), messages, request),
         owner=owner,
         client_run_id=None,
         **kw,
@@ -112,7 +112,7 @@ def _find_response(service: Service, response_id: str) -> Run:
         else:
             if run.id == run_id:
                 return run
-    raise ApiError(404, "not_found", f"No response {response_id!r}.")
+    raise ApiError(404, "not_found", f"No response {quoted(response_id)}.")
 
 
 def _responses_projection(run: Run, response_id: str, after: int | None) -> ResponsesProjection:

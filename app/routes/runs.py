@@ -23,7 +23,7 @@ from engine import (
 )
 from engine.protocols.native import NativeProjection, error_body
 
-from ..errors import ApiError
+from ..errors import ApiError, quoted
 from ..openapi_models import (
     DEFAULT_RUN_LIST,
     MAX_RUN_LIST,
@@ -207,7 +207,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
             run.answer(interaction_id, data.response)
         except InteractionNotFound:
             raise ApiError(
-                404, "not_found", f"No interaction {interaction_id!r} on this run."
+                404, "not_found", f"No interaction {quoted(interaction_id)} on this run."
             ) from None
         except InteractionNotPending as exc:
             raise ApiError(409, "interaction_not_pending", str(exc)) from None
