@@ -18,6 +18,7 @@ from engine.protocols.native import error_body
 
 __all__ = [
     "MAX_ECHO",
+    "RETRY_AFTER_SECONDS",
     "ApiError",
     "failure_headers",
     "install_error_handlers",
@@ -69,10 +70,19 @@ def quoted(value: str) -> str:
     return f"{value[:MAX_ECHO]!r}... ({len(value)} characters)"
 
 
+#: Seconds a 503 (starting or shutting down) asks a client to wait before retrying.
+RETRY_AFTER_SECONDS = 1
+
+
 def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
-    return Response(
+    response = Response(
         error_body(code, message, **extra), status=status, content_type="application/json"
     )
+    if status == 503:
+        # A 503 is temporary: the service is starting, or stopping while another instance
+        # (or this one, restarted) takes over.
+        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
 
 
 #: The names pydantic gives union members of these types in an error's location.

@@ -18,14 +18,20 @@ stay in that route's ``@document_response`` block.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, TypeVar
 
 from pydantic import BaseModel, Field
-from quart_schema import OpenAPIProvider
+from quart_schema import OpenAPIProvider, document_response
 from werkzeug.routing.rules import Rule
 
+from engine import ErrorCode, http_status_for
+
 from .schemas import ErrorBody, RunView
+from .service import current_service
+
+_Route = TypeVar("_Route", bound=Callable[..., Any])
 
 #: How many runs ``GET /v1/runs`` lists by default, and at most.
 DEFAULT_RUN_LIST = 20
@@ -34,25 +40,33 @@ MAX_RUN_LIST = 100
 __all__ = [
     "DEFAULT_RUN_LIST",
     "MAX_RUN_LIST",
+    "RUN_FAILURE_STATUSES",
     "ChatCompletion",
     "ChatCompletionAnswer",
     "EventStream",
     "Health",
     "InvalidParameter",
     "LastEventIdHeader",
+    "LocationHeader",
     "NativeEventStream",
     "NoContent",
     "OpenAIErrorBody",
+    "OpenAIRunFailed",
     "ResponseAnswer",
     "ResponseObject",
     "ResponseStreamQuery",
+    "RetryAfterHeader",
     "RunAnswer",
     "RunEventsQuery",
+    "RunFailed",
+    "RunIdHeader",
     "RunListQuery",
     "ScopestreamOpenAPIProvider",
     "StoredResponseAnswer",
+    "StreamedRunHeaders",
     "UIMessageStream",
     "WaitQuery",
+    "run_failures",
 ]
 
 
@@ -299,34 +313,152 @@ class ResponseStreamQuery(BaseModel):
     )
 
 
+# -- headers ---------------------------------------------------------------------------
+
+
+class RunIdHeader(BaseModel):
+    x_run_id: str = Field(
+        ..., alias="x-run-id", description="The run behind the response: /v1/runs/{id} works on it."
+    )
+
+
+class StreamedRunHeaders(BaseModel):
+    x_run_id: str | None = Field(None, alias="x-run-id", description="With stream: the run's id.")
+    location: str | None = Field(
+        None, alias="Location", description="With stream: the run's URL (/v1/runs/{id})."
+    )
+
+
+class LocationHeader(BaseModel):
+    location: str = Field(..., alias="Location", description="The run's URL (/v1/runs/{id}).")
+
+
+class RetryAfterHeader(BaseModel):
+    retry_after: int = Field(..., alias="Retry-After", description="Seconds to wait.")
+
+
+# -- runs that fail before their first event ------------------------------------------
+
+#: The statuses a run that fails before its first event answers with (400 is documented
+#: on every route with a body already).
+RUN_FAILURE_STATUSES = sorted({http_status_for(code) for code in ErrorCode} - {400})
+
+
+class RunFailed(ErrorBody):
+    """The run failed before its first event (or, not streaming, at all): its error code,
+    message and correlation id, with the run."""
+
+    run: RunView | None = None
+
+
+class OpenAIRunFailed(OpenAIErrorBody):
+    """The run failed before its first event (or, not streaming, at all): an OpenAI-style
+    error with the engine's code and the correlation id."""
+
+
+def run_failures(body: type[BaseModel]) -> Callable[[_Route], _Route]:
+    """Document :data:`RUN_FAILURE_STATUSES` on a route that starts a run, with ``body``."""
+
+    def decorate(route: _Route) -> _Route:
+        for status in RUN_FAILURE_STATUSES:
+            route = document_response(body, status)(route)
+        return route
+
+    return decorate
+
+
 # -- the provider ----------------------------------------------------------------------
 
 _COMMON_ERRORS = {
     400: "The body is not JSON, or not a valid request (`fields` names what is wrong).",
     401: "A valid API key is required (Authorization: Bearer <key>).",
     413: "The body is larger than the service's max_body_bytes.",
-    415: "The body is not application/json.",
+    415: "The body is not application/json in UTF-8.",
+    503: "The service is starting or shutting down.",
+}
+
+#: One event of a text/event-stream response, as an SSE parser hands it over.
+_SSE_EVENT: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "event": {"type": "string", "description": "The event type (absent: message)."},
+        "data": {"type": "string", "description": "The frame's data lines, joined."},
+        "id": {"type": "string", "description": "The resume cursor (native streams)."},
+        "retry": {"type": "integer"},
+    },
+    "required": ["data"],
+}
+
+
+def _headers(model: type[BaseModel]) -> dict[str, Any]:
+    """A headers model as an OpenAPI ``headers`` object: one entry per field, named by its
+    alias, required when the field has no default."""
+    headers: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        schema: dict[str, Any] = {"type": "string"}
+        if field.annotation is int:
+            schema = {"type": "integer", "minimum": 0}
+        headers[field.alias or name] = {
+            "description": field.description or "",
+            "required": field.is_required(),
+            "schema": schema,
+        }
+    return headers
+
+
+#: The field of each request body that names a producer: documented as the registered
+#: names.
+_PRODUCER_FIELDS = {
+    "CreateRun": "producer",
+    "ChatCompletionRequest": "model",
+    "ResponsesRequest": "model",
+    "UIChatRequest": "producer",
 }
 
 
 class ScopestreamOpenAPIProvider(OpenAPIProvider):
+    def schema(self) -> dict[str, Any]:
+        """The document, with the producer names this service has registered as the values
+        of every field that names one."""
+        document: dict[str, Any] = super().schema()
+        names: list[Any] = current_service().registry.names()
+        for item in document["paths"].values():
+            for operation in item.values():
+                body = operation.get("requestBody", {}).get("content", {})
+                schema = body.get("application/json", {}).get("schema", {})
+                field = _PRODUCER_FIELDS.get(schema.get("title", ""))
+                if field is not None:
+                    prop = schema["properties"][field]
+                    prop["enum"] = [*names, None] if "anyOf" in prop else names
+        return document
+
     def build_response_object(
         self, model: type[Any], headers_model: type[Any] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
         if isinstance(model, type) and issubclass(model, NoContent):
             return {"description": inspect.getdoc(model) or ""}, {}
+        # quart-schema would put the headers inside `content` (not where OpenAPI reads
+        # them): every branch here documents them itself, as the response's `headers`.
         if not (isinstance(model, type) and issubclass(model, EventStream)):
             response: dict[str, Any]
-            response, components = super().build_response_object(model, headers_model)
+            response, components = super().build_response_object(model, None)
+            if headers_model is not None:
+                response["headers"] = _headers(headers_model)
             return response, components
         response, components = {"content": {}}, {}
         if model.json_body is not None:
-            response, components = super().build_response_object(model.json_body, headers_model)
+            response, components = super().build_response_object(model.json_body, None)
         response["description"] = inspect.getdoc(model) or ""
-        stream: dict[str, Any] = {"schema": {"type": "string", "description": model.frames}}
+        # OpenAPI 3.1 has no item schema for a stream (3.2's itemSchema), so `schema`
+        # describes each event, as SSE parsers (and schemathesis) read it: an object of
+        # the frame's fields.
+        event = {**_SSE_EVENT, "description": model.frames}
+        stream: dict[str, Any] = {"schema": event}
         if model.example:
             stream["example"] = model.example
         response["content"]["text/event-stream"] = stream
+        if headers_model is not None:
+            response["headers"] = _headers(headers_model)
         return response, components
 
     def build_paths(self, rule: Rule) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -337,8 +469,11 @@ class ScopestreamOpenAPIProvider(OpenAPIProvider):
         for operations in paths.values():
             for operation in operations.values():
                 responses: dict[Any, Any] = operation["responses"]
-                common: list[int] = []
+                common: list[int] = [503]
                 if "requestBody" in operation:
+                    # Every body route reads a JSON body: an absent one is a 415, not a
+                    # default.
+                    operation["requestBody"]["required"] = True
                     common += [400, 413, 415]
                 if keys_required and operation.get("security") != []:
                     common.append(401)
@@ -346,8 +481,8 @@ class ScopestreamOpenAPIProvider(OpenAPIProvider):
                     documented = responses.setdefault(status, dict(error))
                     if not documented.get("description"):
                         documented["description"] = _COMMON_ERRORS[status]
-                if common:
-                    components.update(error_components)
+                responses[503] = {**responses[503], "headers": _headers(RetryAfterHeader)}
+                components.update(error_components)
                 for status, response in responses.items():
                     if not response.get("description"):
                         response["description"] = HTTPStatus(int(status)).phrase

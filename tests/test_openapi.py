@@ -146,7 +146,10 @@ async def test_streams_are_documented_as_event_streams() -> None:
     assert streaming == STREAMING
     for key in STREAMING:
         stream = ops[key]["responses"]["200"]["content"]["text/event-stream"]
-        assert stream["schema"]["type"] == "string"
+        # Each event as an SSE parser reads it (OpenAPI 3.1 has no schema for the stream).
+        assert stream["schema"]["type"] == "object", key
+        assert set(stream["schema"]["properties"]) == {"event", "data", "id", "retry"}, key
+        assert stream["schema"]["required"] == ["data"], key
         assert stream["schema"]["description"] and stream["example"], key
     # JSON unless the request asks for a stream: both bodies, with their real models.
     json_too = {
@@ -187,6 +190,7 @@ async def test_request_bodies_and_their_errors() -> None:
     with_body = {key for key, op in ops.items() if "requestBody" in op}
     assert with_body == set(bodies)
     for key, model in bodies.items():
+        assert ops[key]["requestBody"]["required"] is True, key
         assert schema_of(ops[key]["requestBody"])["title"] == model, key
         for status in ("400", "413", "415"):
             assert is_error_body(ops[key]["responses"][status]), (key, status)
@@ -254,3 +258,66 @@ async def test_401_exactly_when_api_keys_are_configured(keys: list[str]) -> None
     for key in with_401:
         assert is_error_body(ops[key]["responses"]["401"]), key
     assert ops[("get", "/healthz")]["security"] == []
+
+
+async def test_headers_are_documented_where_they_are_sent() -> None:
+    spec, _ = await build()
+    ops = operations(spec)
+    sent = {
+        (("post", "/v1/runs"), "200"): {"x-run-id": False, "Location": False},
+        (("post", "/v1/runs"), "202"): {"Location": True},
+        (("get", "/v1/runs/{run_id}/events"), "200"): {"x-run-id": True},
+        (("post", "/v1/chat/completions"), "200"): {"x-run-id": True},
+        (("post", "/v1/chat/completions"), "202"): {"Location": True},
+        (("post", "/v1/responses"), "200"): {"x-run-id": True},
+        (("post", "/v1/responses"), "202"): {"Location": True},
+        (("post", "/api/chat"), "200"): {"x-run-id": True},
+    }
+    for (key, status), headers in sent.items():
+        documented = ops[key]["responses"][status]["headers"]
+        assert {name: h["required"] for name, h in documented.items()} == headers, (key, status)
+        assert all(h["schema"] and h["description"] for h in documented.values())
+        # Where OpenAPI reads them, not inside `content` (as quart-schema would put them).
+        assert "headers" not in ops[key]["responses"][status].get("content", {})
+    for key, operation in ops.items():
+        unavailable = operation["responses"]["503"]
+        assert is_error_body(unavailable), key
+        assert unavailable["headers"]["Retry-After"]["required"] is True, key
+
+
+async def test_a_503_says_when_to_retry() -> None:
+    app = create_app(Settings())
+    response = await app.test_client().get("/healthz")  # the engine is not open yet
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "1"
+    assert (await response.get_json())["error"]["code"] == "unavailable"
+
+
+async def test_runs_that_fail_before_their_first_event_are_documented() -> None:
+    spec, _ = await build()
+    ops = operations(spec)
+    statuses = {"429", "500", "501", "502", "504"}
+    bodies = {
+        ("post", "/v1/runs"): "RunFailed",
+        ("post", "/v1/chat/completions"): "OpenAIRunFailed",
+        ("post", "/v1/responses"): "OpenAIRunFailed",
+    }
+    for key, model in bodies.items():
+        for status in statuses:
+            assert schema_of(ops[key]["responses"][status])["title"] == model, (key, status)
+    # The AI SDK route streams a failure instead (its transport shows a non-2xx body raw).
+    assert not statuses & set(ops[("post", "/api/chat")]["responses"])
+
+
+async def test_producer_fields_list_the_registered_producers() -> None:
+    spec, _ = await build(producers={"ticker": "tests.fixtures.producers:ticker"})
+    ops = operations(spec)
+    names = ["echo", "synthetic", "ticker"]
+    for key, field, values in (
+        (("post", "/v1/runs"), "producer", names),
+        (("post", "/v1/chat/completions"), "model", names),
+        (("post", "/v1/responses"), "model", names),
+        (("post", "/api/chat"), "producer", [*names, None]),
+    ):
+        schema = schema_of(ops[key]["requestBody"])
+        assert schema["properties"][field]["enum"] == values, key

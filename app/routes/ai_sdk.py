@@ -18,7 +18,7 @@ from engine.protocols import UIMessageStreamProjection
 from ..compat_schemas import UIChatRequest
 from ..conversation import ui_to_chat
 from ..errors import ApiError
-from ..openapi_models import NoContent, UIMessageStream
+from ..openapi_models import NoContent, RunIdHeader, UIMessageStream
 from ..schemas import ErrorBody
 from ..service import current_service
 from ..streaming import stream_response
@@ -35,7 +35,7 @@ def ai_sdk_blueprint() -> Blueprint:
 
     @bp.post("/api/chat")
     @validate_request(UIChatRequest)
-    @document_response(UIMessageStream, 200)
+    @document_response(UIMessageStream, 200, RunIdHeader)
     @document_response(ErrorBody, 404)
     @document_response(ErrorBody, 409)
     async def chat(data: UIChatRequest) -> Response:

@@ -45,11 +45,15 @@ from ..errors import ApiError, failure_headers, quoted
 from ..openapi_models import (
     ChatCompletionAnswer,
     InvalidParameter,
+    LocationHeader,
     OpenAIErrorBody,
+    OpenAIRunFailed,
     ResponseAnswer,
     ResponseObject,
     ResponseStreamQuery,
+    RunIdHeader,
     StoredResponseAnswer,
+    run_failures,
 )
 from ..schemas import ErrorBody, ExecutionAccepted
 from ..service import Service, current_service
@@ -139,15 +143,18 @@ def openai_blueprint(settings: Settings) -> Blueprint:
     cancel_on_disconnect = DisconnectPolicy("cancel")
 
     def paused_202(route: Any) -> Any:
-        return document_response(ExecutionAccepted, 202)(route) if settings.interactive else route
+        if not settings.interactive:
+            return route
+        return document_response(ExecutionAccepted, 202, LocationHeader)(route)
 
     @bp.post("/v1/chat/completions")
     @validate_request(ChatCompletionRequest)
-    @document_response(ChatCompletionAnswer, 200)
+    @document_response(ChatCompletionAnswer, 200, RunIdHeader)
     @paused_202
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 404)
     @document_response(OpenAIErrorBody, 409)
+    @run_failures(OpenAIRunFailed)
     async def chat_completions(data: ChatCompletionRequest) -> Response:
         """OpenAI Chat Completions, streaming (SSE chunks) or not."""
         service = current_service()
@@ -187,10 +194,11 @@ def openai_blueprint(settings: Settings) -> Blueprint:
 
     @bp.post("/v1/responses")
     @validate_request(ResponsesRequest)
-    @document_response(ResponseAnswer, 200)
+    @document_response(ResponseAnswer, 200, RunIdHeader)
     @paused_202
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 404)
+    @run_failures(OpenAIRunFailed)
     async def create_response(data: ResponsesRequest) -> Response:
         """OpenAI Responses: streaming, non-streaming, or ``background``."""
         service = current_service()

@@ -29,11 +29,16 @@ from ..openapi_models import (
     MAX_RUN_LIST,
     InvalidParameter,
     LastEventIdHeader,
+    LocationHeader,
     NativeEventStream,
     RunAnswer,
     RunEventsQuery,
+    RunFailed,
+    RunIdHeader,
     RunListQuery,
+    StreamedRunHeaders,
     WaitQuery,
+    run_failures,
 )
 from ..schemas import (
     CancelAnswer,
@@ -83,10 +88,11 @@ def runs_blueprint(settings: Settings) -> Blueprint:
 
     @bp.post("/v1/runs")
     @validate_request(CreateRun)
-    @document_response(RunAnswer, 200)
-    @document_response(accepted, 202)
+    @document_response(RunAnswer, 200, StreamedRunHeaders)
+    @document_response(accepted, 202, LocationHeader)
     @document_response(ErrorBody, 400)
     @document_response(ErrorBody, 409)
+    @run_failures(RunFailed)
     async def create_run(data: CreateRun) -> Response:
         """Create a run: stream it (SSE), wait for it, or start it in the background."""
         service = current_service()
@@ -143,7 +149,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
     @bp.get("/v1/runs/<run_id>/events")
     @document_querystring(RunEventsQuery)
     @document_headers(LastEventIdHeader)
-    @document_response(NativeEventStream, 200)
+    @document_response(NativeEventStream, 200, RunIdHeader)
     @document_response(InvalidParameter, 400)
     @document_response(ErrorBody, 404)
     async def run_events(run_id: str) -> Response:
