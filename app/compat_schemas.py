@@ -30,6 +30,7 @@ from pydantic import (
     StrictBool,
     Tag,
     ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
@@ -53,8 +54,19 @@ def _null_is_empty(value: Any) -> Any:
     return {} if value is None else value
 
 
-#: ``metadata``: an object, where ``null`` means none.
-Metadata = Annotated[dict[str, str], BeforeValidator(_null_is_empty)]
+#: ``metadata``: an object, where ``null`` means none (documented so).
+Metadata = Annotated[
+    dict[str, str],
+    BeforeValidator(_null_is_empty),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "object", "additionalProperties": {"type": "string"}},
+                {"type": "null"},
+            ]
+        }
+    ),
+]
 
 
 class StreamOptions(BaseModel):
@@ -264,9 +276,11 @@ class UIChatRequest(BaseModel):
         None, min_length=1, description="A routed model (see GET /v1/models); not with producer."
     )
     producer: str | None = None
-    metadata: Annotated[dict[str, Any], BeforeValidator(_null_is_empty)] = Field(
-        default_factory=dict
-    )
+    metadata: Annotated[
+        dict[str, Any],
+        BeforeValidator(_null_is_empty),
+        WithJsonSchema({"anyOf": [{"type": "object"}, {"type": "null"}]}),
+    ] = Field(default_factory=dict)
     on_disconnect: Literal["cancel", "continue"] | None = None
 
 

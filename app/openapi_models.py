@@ -20,14 +20,15 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from http import HTTPStatus
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, WithJsonSchema
 from quart_schema import OpenAPIProvider, document_response
 from werkzeug.routing.rules import Rule
 
 from engine import ErrorCode, http_status_for
 
+from .routes._params import CURSOR_PATTERN
 from .schemas import ErrorBody, RunView
 from .service import current_service
 
@@ -278,17 +279,28 @@ class InvalidParameter(ErrorBody):
     """A query parameter or header is invalid; ``fields`` names it."""
 
 
+def _without_default(schema: dict[str, Any]) -> None:
+    schema.pop("default", None)  # absent, not null: a string parameter has no null value
+
+
+#: A resume cursor as it travels: ASCII digits (see app.routes._params.cursor_param).
+Cursor = Annotated[
+    int | None,
+    WithJsonSchema({"type": "string", "pattern": CURSOR_PATTERN}),
+    Field(json_schema_extra=_without_default),
+]
+
+
 class RunEventsQuery(BaseModel):
-    after: int | None = Field(
-        None, ge=0, description="Resume: only events with a seq above this (400 if invalid)."
+    after: Cursor = Field(
+        None, description="Resume: only events with a seq above this (400 if invalid)."
     )
 
 
 class LastEventIdHeader(BaseModel):
-    last_event_id: int | None = Field(
+    last_event_id: Cursor = Field(
         None,
         alias="Last-Event-ID",
-        ge=0,
         description="The SSE resume header: only events with a seq above it, if ?after is absent.",
     )
 
@@ -308,8 +320,8 @@ class WaitQuery(BaseModel):
 
 class ResponseStreamQuery(BaseModel):
     stream: bool = Field(False, description="Stream the response's events (SSE).")
-    starting_after: int | None = Field(
-        None, ge=0, description="With stream=true: only events numbered above this."
+    starting_after: Cursor = Field(
+        None, description="With stream=true: only events numbered above this."
     )
 
 

@@ -20,8 +20,8 @@ from ._server import Server, run_server
 
 pytestmark = pytest.mark.e2e
 
-BAD_CURSORS = ["+3", " 3", "3 ", "1_0", "\u0663", "\uff13", "3.0", "0x3", "-1", "4" * 4000]
-IDS = ["plus", "space", "trailing-space", "underscore", "arabic-digit", "fullwidth-digit",
+BAD_CURSORS = ["", "+3", " 3", "3 ", "1_0", "\u0663", "\uff13", "3.0", "0x3", "-1", "4" * 4000]
+IDS = ["empty", "plus", "space", "trailing-space", "underscore", "arabic-digit", "fullwidth-digit",
        "decimal", "hex", "negative", "4000-digits"]  # fmt: skip
 
 

@@ -12,6 +12,7 @@ from quart import request
 from ..errors import ApiError
 
 __all__ = [
+    "CURSOR_PATTERN",
     "MAX_CURSOR_DIGITS",
     "bool_param",
     "check_client_run_id",
@@ -25,8 +26,10 @@ _SERVER_RUN_ID = re.compile(r"run_[0-9a-f]{32}")
 #: A cursor has at most this many digits: every sequence number fits (a run would need
 #: 10**18 events to outgrow it), and a longer one is refused before it becomes an int.
 MAX_CURSOR_DIGITS = 18
-# [0-9], not \d: \d also matches other scripts' digits, which int() would accept.
-_CURSOR = re.compile(f"[0-9]{{1,{MAX_CURSOR_DIGITS}}}")
+#: A cursor's form, as the OpenAPI document states it. [0-9], not \d: \d also matches
+#: other scripts' digits, which int() would accept.
+CURSOR_PATTERN = f"^[0-9]{{1,{MAX_CURSOR_DIGITS}}}$"
+_CURSOR = re.compile(CURSOR_PATTERN)
 
 
 def is_server_run_id(value: str) -> bool:
@@ -48,8 +51,9 @@ def check_client_run_id(field: str, value: str | None) -> None:
 def cursor_param(name: str, value: str | None) -> int | None:
     """A resume cursor: 1 to :data:`MAX_CURSOR_DIGITS` ASCII digits, nothing else (no sign,
     space, underscore or other script's digits, all of which ``int()`` would take), or a
-    400 naming the parameter. The value itself is never echoed: it may be huge."""
-    if value is None or value == "":
+    400 naming the parameter; None when absent (an empty value is not absent: a 400 too).
+    The value itself is never echoed: it may be huge."""
+    if value is None:
         return None
     if _CURSOR.fullmatch(value) is None:
         message = f"must be a non-negative integer of at most {MAX_CURSOR_DIGITS} digits (0-9)"
@@ -78,11 +82,13 @@ def check_cursor_within(name: str, cursor: int | None, last: int, *, last_field:
 
 
 def bool_param(name: str) -> bool:
-    value = request.args.get(name, "false").lower()
-    if value in ("1", "true", "yes"):
-        return True
-    if value in ("0", "false", "no", ""):
+    """A boolean query parameter: ``true`` or ``false`` (absent: false), as JSON and the
+    OpenAPI document spell them; anything else, empty included, is a 400 naming it."""
+    value = request.args.get(name)
+    if value is None or value == "false":
         return False
+    if value == "true":
+        return True
     raise ApiError(
         400,
         "invalid_request",

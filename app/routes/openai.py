@@ -242,9 +242,10 @@ def openai_blueprint(settings: Settings) -> Blueprint:
         """The stored response; with ``stream=true`` its events after ``starting_after``."""
         service = current_service()
         run = _find_response(service, response_id)
+        # Checked with or without stream=true: a bad cursor is a 400, never ignored.
+        after = cursor_param("starting_after", request.args.get("starting_after"))
         if not bool_param("stream"):
             return json_response(_response_for(run))
-        after = cursor_param("starting_after", request.args.get("starting_after"))
         _check_starting_after(run, after)
         projection = _responses_projection(run, response_id, after)
         return await stream_response(Connection(run, projection), early_failure=False)

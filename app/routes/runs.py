@@ -157,11 +157,10 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         ending after the terminal."""
         service = current_service()
         run = service.find(run_id, service.auth.owner())
-        name = "after"
-        after = cursor_param(name, request.args.get(name))
-        if after is None:
-            name = "Last-Event-ID"
-            after = cursor_param(name, request.headers.get(name))
+        # Both are checked, whichever is used: a bad cursor is a 400, never ignored.
+        query = cursor_param("after", request.args.get("after"))
+        header = cursor_param("Last-Event-ID", request.headers.get("Last-Event-ID"))
+        name, after = ("after", query) if query is not None else ("Last-Event-ID", header)
         check_cursor_within(name, after, run.log.last_seq, last_field="last_seq")
         return await stream_response(
             Connection(run, NativeProjection(), cursor=after or 0),
