@@ -14,7 +14,6 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -27,16 +26,29 @@ ST = str(Path(sys.executable).parent / "st")
 CONFIG = Path(__file__).parent / "schemathesis" / "schemathesis.toml"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+KEY = "schemathesis-key"
+MODES = {
+    "open": ({}, []),
+    # With keys on, every request carries one, and the ignored_auth check also sends each
+    # without it and with a wrong one: a 401 is then the only right answer.
+    "api-keys": ({"SCOPESTREAM_API_KEYS": KEY}, ["--header", f"Authorization: Bearer {KEY}"]),
+}
+
+
+@pytest.mark.parametrize("mode", sorted(MODES))
+def test_the_server_does_what_its_openapi_document_says(tmp_path: Path, mode: str) -> None:
+    env, auth = MODES[mode]
     # A run deadline, so no generated input (a long interval, a stall) can hold a request
     # open: a run ends within it, as a 504 that the no-5xx check would report.
-    env = {"SCOPESTREAM_RUN_TIMEOUT": "5", "SCOPESTREAM_LOG_LEVEL": "WARNING"}
-    with run_server(tmp_path_factory.mktemp("schemathesis"), env) as server:
-        yield server
+    env = {**env, "SCOPESTREAM_RUN_TIMEOUT": "5", "SCOPESTREAM_LOG_LEVEL": "WARNING"}
+    with run_server(tmp_path, env) as server:
+        output = run_schemathesis(server, tmp_path, auth)
+    selected = re.search(r"Selected: (\d+)/(\d+)", output)
+    assert selected is not None and selected[1] == selected[2], output[-4000:]
+    assert re.search(r"Tested: " + selected[1] + r"\b", output), output[-4000:]
 
 
-def test_the_server_does_what_its_openapi_document_says(server: Server, tmp_path: Path) -> None:
+def run_schemathesis(server: Server, tmp_path: Path, options: list[str]) -> str:
     command = [
         ST,
         "--config-file",
@@ -59,6 +71,7 @@ def test_the_server_does_what_its_openapi_document_says(server: Server, tmp_path
         "--report-dir",
         str(tmp_path),
         "--no-color",
+        *options,
     ]
     # Run in a directory of its own: schemathesis keeps a cache of past failures in its
     # working directory and would replay them, so each run starts from nothing.
@@ -67,6 +80,4 @@ def test_the_server_does_what_its_openapi_document_says(server: Server, tmp_path
     )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-20000:]
-    selected = re.search(r"Selected: (\d+)/(\d+)", output)
-    assert selected is not None and selected[1] == selected[2], output[-4000:]
-    assert re.search(r"Tested: " + selected[1] + r"\b", output), output[-4000:]
+    return output
