@@ -349,6 +349,14 @@ class RetryAfterHeader(BaseModel):
     retry_after: int = Field(..., alias="Retry-After", description="Seconds to wait.")
 
 
+class RunFailureHeaders(BaseModel):
+    retry_after: int | None = Field(
+        None,
+        alias="Retry-After",
+        description="Seconds to wait, when the failure says (an upstream's rate limit).",
+    )
+
+
 # -- runs that fail before their first event ------------------------------------------
 
 #: The statuses a run that fails before its first event answers with (400 is documented
@@ -373,7 +381,7 @@ def run_failures(body: type[BaseModel]) -> Callable[[_Route], _Route]:
 
     def decorate(route: _Route) -> _Route:
         for status in RUN_FAILURE_STATUSES:
-            route = document_response(body, status)(route)
+            route = document_response(body, status, RunFailureHeaders)(route)
         return route
 
     return decorate
@@ -402,13 +410,31 @@ _SSE_EVENT: dict[str, Any] = {
 }
 
 
+def _document_unavailable(responses: dict[Any, Any], error: dict[str, Any]) -> None:
+    """503 on every route: the service is starting or stopping (``Retry-After`` always).
+    On a route whose run can also fail with a 503 (``worker_lost``), either body, and
+    ``Retry-After`` only sometimes."""
+    unavailable = responses.get(503)
+    if unavailable is None:
+        responses[503] = {
+            **error,
+            "description": _COMMON_ERRORS[503],
+            "headers": _headers(RetryAfterHeader),
+        }
+        return
+    media = unavailable["content"]["application/json"]
+    media["schema"] = {"anyOf": [media["schema"], error["content"]["application/json"]["schema"]]}
+    unavailable["description"] = f"{unavailable['description']} Or: {_COMMON_ERRORS[503]}"
+    unavailable["headers"] = _headers(RunFailureHeaders)
+
+
 def _headers(model: type[BaseModel]) -> dict[str, Any]:
     """A headers model as an OpenAPI ``headers`` object: one entry per field, named by its
     alias, required when the field has no default."""
     headers: dict[str, Any] = {}
     for name, field in model.model_fields.items():
         schema: dict[str, Any] = {"type": "string"}
-        if field.annotation is int:
+        if field.annotation in (int, int | None):
             schema = {"type": "integer", "minimum": 0}
         headers[field.alias or name] = {
             "description": field.description or "",
@@ -418,12 +444,10 @@ def _headers(model: type[BaseModel]) -> dict[str, Any]:
     return headers
 
 
-#: The field of each request body that names a producer: documented as the registered
-#: names.
+#: The field of each request body that names a registered producer: documented as their
+#: names. (A ``model`` is not listed: the routing table may send any name upstream.)
 _PRODUCER_FIELDS = {
     "CreateRun": "producer",
-    "ChatCompletionRequest": "model",
-    "ResponsesRequest": "model",
     "UIChatRequest": "producer",
 }
 
@@ -481,7 +505,8 @@ class ScopestreamOpenAPIProvider(OpenAPIProvider):
         for operations in paths.values():
             for operation in operations.values():
                 responses: dict[Any, Any] = operation["responses"]
-                common: list[int] = [503]
+                _document_unavailable(responses, error)
+                common: list[int] = []
                 if "requestBody" in operation:
                     # Every body route reads a JSON body: an absent one is a 415, not a
                     # default.
@@ -493,7 +518,6 @@ class ScopestreamOpenAPIProvider(OpenAPIProvider):
                     documented = responses.setdefault(status, dict(error))
                     if not documented.get("description"):
                         documented["description"] = _COMMON_ERRORS[status]
-                responses[503] = {**responses[503], "headers": _headers(RetryAfterHeader)}
                 components.update(error_components)
                 for status, response in responses.items():
                     if not response.get("description"):
