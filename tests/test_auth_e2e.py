@@ -136,6 +136,9 @@ def test_with_the_key_the_routes_answer_as_usual(keyed: Server) -> None:
 def test_health_is_open_and_operations_need_the_key_by_default(keyed: Server) -> None:
     with keyed.client() as client:
         assert client.get("/healthz").status_code == 200
+        # The playground's files hold no data: its page asks for the key itself.
+        assert client.get("/").status_code in (301, 302)
+        assert client.get("/playground/").status_code == 200
         for path in OPS:
             assert_unauthorized(client.get(path), path)
             assert client.get(path, headers=ALICE).status_code == 200, path
