@@ -29,6 +29,7 @@ UI_MESSAGE = {"id": "m1", "role": "user", "parts": [{"type": "text", "text": "x"
 # first.
 ROUTES: list[tuple[str, str, Any]] = [
     ("POST", "/v1/runs", {"producer": "nope", "input": {"evnets": 1}}),
+    ("GET", "/v1/runs?limit=0", None),
     ("GET", "/v1/runs/run_0123456789abcdef0123456789abcdef", None),
     ("GET", "/v1/runs/run_0123456789abcdef0123456789abcdef/events?after=x", None),
     ("POST", "/v1/runs/some-client-id/cancel?wait=maybe", None),
