@@ -107,8 +107,9 @@ async def test_many_followers_of_many_runs_share_one_blocked_read(redis_url: str
                     producers.cancel_scope.cancel()
             for events in received.values():
                 check_exact(events, 0, n + 1)
-            # One blocked connection for 200 followers, and not one per follower.
-            assert samples and max(samples) == 1, samples
+            # Never more than one blocked connection for 200 followers (it was seen blocked
+            # above; while events flow it is often busy reading, so a sample may show none).
+            assert samples and max(samples) <= 1, samples
             assert tailer.statistics()["streams"] == 0  # every follower left
 
 
