@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps system-redis browser-deps clean
+.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,39 +23,31 @@ serve: $(STAMP)
 node-deps:
 	cd tests/node && npm ci --no-audit --no-fund --silent
 
-## redis-server for the Redis store's tests: installed with apt-get when missing (CI runs as
-## root on a fresh machine); without root it must already be installed.
-system-redis:
-	@command -v redis-server >/dev/null 2>&1 || { \
-	  if [ "$$(id -u)" -ne 0 ]; then \
-	    echo "redis-server is missing: apt-get install redis-server (as root)" >&2; exit 1; \
-	  fi; \
-	  apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-	    redis-server >/dev/null; \
-	}
-
-## Debian's chromium and chromedriver for the playground's browser tests: installed with
-## apt-get when missing (CI runs as root on a fresh machine); nothing to do when present.
-CHROMIUM_BINS := /usr/bin/chromium /usr/bin/chromedriver
-browser-deps:
-	@for bin in $(CHROMIUM_BINS); do [ -x $$bin ] || missing=1; done; \
+## Debian packages the tests need, as command:package: redis-server (the Redis store's tests),
+## chromium and chromedriver (the playground's browser tests). Installed with one apt-get when
+## any is missing (CI runs as root on a fresh machine); without root they must be installed.
+SYSTEM_DEPS := redis-server:redis-server /usr/bin/chromium:chromium /usr/bin/chromedriver:chromium-driver
+system-deps:
+	@missing=""; \
+	for dep in $(SYSTEM_DEPS); do \
+	  command -v $${dep%%:*} >/dev/null 2>&1 || missing="$$missing $${dep##*:}"; \
+	done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" != 0 ]; then \
-	    echo "The browser tests need Debian's chromium and chromium-driver:" \
-	         "sudo apt-get install chromium chromium-driver" >&2; exit 1; \
+	    echo "The tests need Debian packages:$$missing (as root: apt-get install$$missing)" >&2; \
+	    exit 1; \
 	  fi; \
-	  echo "Installing chromium and chromium-driver with apt-get..."; \
+	  echo "Installing$$missing with apt-get..."; \
 	  log=$$(mktemp); \
 	  if ! { apt-get update -q && DEBIAN_FRONTEND=noninteractive \
-	         apt-get install -y -q chromium chromium-driver; } >$$log 2>&1; then \
+	         apt-get install -y -q $$missing; } >$$log 2>&1; then \
 	    cat $$log >&2; rm -f $$log; exit 1; \
 	  fi; \
 	  rm -f $$log; \
 	fi
 
 ## Lint, type-check and run the whole test suite (unit, end-to-end, real clients, a browser).
-test: $(STAMP) system-redis node-deps browser-deps lint typecheck pytest
+test: $(STAMP) system-deps node-deps lint typecheck pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check
