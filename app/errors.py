@@ -14,6 +14,7 @@ from quart_schema import RequestSchemaValidationError
 from werkzeug.exceptions import HTTPException
 
 from engine import Failed
+from engine.backends import StoreUnavailable
 from engine.protocols.native import error_body
 
 __all__ = [
@@ -140,6 +141,17 @@ def install_error_handlers(app: Quart) -> None:
     @app.errorhandler(ApiError)
     async def _api_error(exc: ApiError) -> Response:
         return json_error(exc.status, exc.code, exc.message, **exc.extra)
+
+    @app.errorhandler(StoreUnavailable)
+    async def _store_unavailable(exc: StoreUnavailable) -> Response:
+        # The shared store (Redis) is down: this worker still answers, and a retry soon may
+        # succeed. The message names the setting, never the store's address or credentials.
+        logger.warning("store unavailable: %s", exc, extra={"event": "store.unavailable"})
+        response = json_error(
+            503, "store_unavailable", "The run store is unreachable; retry shortly."
+        )
+        response.headers["Retry-After"] = "1"
+        return response
 
     @app.errorhandler(RequestSchemaValidationError)
     async def _invalid(exc: RequestSchemaValidationError) -> Response:

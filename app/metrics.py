@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from engine import Cancelled, CloseReason, EngineObserver, Failed, Run
+from engine import Cancelled, CloseReason, EngineObserver, Failed, Run, RunHandle
 
 __all__ = ["Metrics"]
 
@@ -47,17 +47,17 @@ class Metrics(EngineObserver):
                 self.cancel_latency.observe(run.terminal_at - run.cancel_requested_at)
         self.runs.labels(run.status.value, code).inc()
 
-    def connection_opened(self, run: Run) -> None:
+    def connection_opened(self, run: RunHandle) -> None:
         self.connections.inc()
 
-    def connection_closed(self, run: Run, reason: CloseReason) -> None:
+    def connection_closed(self, run: RunHandle, reason: CloseReason) -> None:
         self.connections.dec()
         if reason == "disconnected":
             self.disconnects.inc()
         elif reason == "slow_consumer":
             self.slow_consumers.inc()
 
-    def keepalive_sent(self, run: Run) -> None:
+    def keepalive_sent(self, run: RunHandle) -> None:
         self.keepalives.inc()
 
     def render(self) -> bytes:

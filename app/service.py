@@ -15,14 +15,16 @@ from pydantic import ValidationError
 from quart import current_app, request
 
 from engine import (
+    Backend,
+    CancelResult,
     Completed,
     Connection,
     DisconnectPolicy,
-    Engine,
     EngineClosed,
     Failed,
-    Run,
+    MemoryBackend,
     RunConflict,
+    RunHandle,
     RunNotFound,
     open_engine,
 )
@@ -95,6 +97,8 @@ class Service:
                     chat_request=True,
                 )
             )
+        if settings.backend == "redis":
+            settings.redis_config()
         try:
             self.registry = ProducerRegistry.from_paths(builtins, settings.producers)
         except ValueError as exc:
@@ -110,7 +114,7 @@ class Service:
             raise SettingsError(f"Invalid setting {ENV_PREFIX}MODELS: {exc}.") from None
         self.auth = Auth(settings.api_keys, public_ops=settings.public_ops)
         self.metrics = Metrics()
-        self._engine: Engine | None = None
+        self._backend: Backend | None = None
         self._engine_closed = False
         self._stop = trio.Event()
         self._stopped = trio.Event()
@@ -122,7 +126,7 @@ class Service:
             # Opened before the engine and closed after it (when _stopped is set, once
             # every run has ended): no run ever finds the client closed.
             await nursery.start(self.upstream.hold, self._stopped)
-        self._engine = await nursery.start(self._hold_engine)
+        self._backend = await nursery.start(self._hold_engine)
         if threading.current_thread() is threading.main_thread():
             nursery.start_soon(self._watch_sigterm)
 
@@ -143,14 +147,14 @@ class Service:
         signal.signal(signal.SIGTERM, signal.SIG_DFL)
         os.kill(os.getpid(), signal.SIGTERM)
 
-    async def _hold_engine(self, *, task_status: trio.TaskStatus[Engine]) -> None:
+    async def _hold_engine(self, *, task_status: trio.TaskStatus[Backend]) -> None:
         try:
             async with open_engine(
                 self.settings.engine_config(),
                 observer=self.metrics,
                 interaction_url=interaction_path,
             ) as engine:
-                task_status.started(engine)
+                task_status.started(MemoryBackend(engine))
                 await self._stop.wait()
         finally:
             self._stopped.set()
@@ -158,18 +162,18 @@ class Service:
     async def close(self) -> None:
         """Cancel every live run (``shutdown``) and let their terminals reach the clients,
         within the configured grace period."""
-        if self._engine is not None:
-            await self._engine.aclose()
+        if self._backend is not None:
+            await self._backend.engine.aclose()
             self._engine_closed = True
         self._stop.set()
         with trio.move_on_after(self.settings.shutdown_grace + 1, shield=True):
             await self._stopped.wait()
 
     @property
-    def engine(self) -> Engine:
-        if self._engine is None or self._engine_closed:
+    def backend(self) -> Backend:
+        if self._backend is None or self._engine_closed:
             raise ApiError(503, "unavailable", "The service is starting or stopping.")
-        return self._engine
+        return self._backend
 
     # -- runs ---------------------------------------------------------------------------
 
@@ -248,7 +252,7 @@ class Service:
                 return params
         return {**params, "messages": normalize_messages(messages)}
 
-    def start(
+    async def start(
         self,
         spec: ProducerSpec,
         input: dict[str, Any],
@@ -257,9 +261,9 @@ class Service:
         client_run_id: str | None,
         policy: DisconnectPolicy,
         metadata: dict[str, Any] | None = None,
-    ) -> Run:
+    ) -> RunHandle:
         try:
-            return self.engine.start_run(
+            return await self.backend.start(
                 spec.producer,
                 input=input,
                 producer_name=spec.name,
@@ -273,20 +277,27 @@ class Service:
         except EngineClosed:
             raise ApiError(503, "unavailable", "The service is shutting down.") from None
 
-    def find(self, run_id: str, owner: str | None) -> Run:
+    async def find(self, run_id: str, owner: str | None) -> RunHandle:
         try:
-            return self.engine.get(run_id, owner=owner)
+            return await self.backend.find(run_id, owner=owner)
         except RunNotFound:
             raise ApiError(404, "not_found", f"No run {quoted(run_id)}.") from None
 
-    def recent_runs(self, owner: str | None, limit: int) -> list[Run]:
+    async def recent_runs(self, owner: str | None, limit: int) -> list[RunHandle]:
         """The owner's ``limit`` most recently created runs, newest first. Runs of other
         owners are never listed, as they are never found."""
-        mine = [run for run in self.engine.runs() if run.owner == owner]
-        mine.sort(key=lambda run: run.created_at, reverse=True)
-        return mine[:limit]
+        return await self.backend.recent_runs(owner, limit)
 
-    async def settle(self, run: Run) -> Literal["done", "awaiting_input"]:
+    async def find_or_none(self, run_id: str, owner: str | None) -> RunHandle | None:
+        try:
+            return await self.backend.find(run_id, owner=owner)
+        except RunNotFound:
+            return None
+
+    async def cancel(self, run_id: str, owner: str | None) -> CancelResult:
+        return await self.backend.cancel(run_id, owner=owner)
+
+    async def settle(self, run: RunHandle) -> Literal["done", "awaiting_input"]:
         """Wait, for a non-streaming request, until the run ends or asks for input.
 
         The request counts as a connection: if the client leaves, the run's disconnect
@@ -328,15 +339,15 @@ def interaction_path(run_id: str, interaction_id: str) -> str:
     return f"/v1/runs/{run_id}/interactions/{interaction_id}"
 
 
-def run_view(run: Run) -> RunView:
+def run_view(run: RunHandle) -> RunView:
     return RunView(**_summary_fields(run), output=output_view(run))
 
 
-def run_summary(run: Run) -> RunSummary:
+def run_summary(run: RunHandle) -> RunSummary:
     return RunSummary(**_summary_fields(run))
 
 
-def _summary_fields(run: Run) -> dict[str, Any]:
+def _summary_fields(run: RunHandle) -> dict[str, Any]:
     outcome = run.outcome
     view_outcome: RunOutcome | None = None
     if isinstance(outcome, Completed):
@@ -359,7 +370,7 @@ def _summary_fields(run: Run) -> dict[str, Any]:
         created_at=run.created_at,
         started_at=run.started_at,
         ended_at=run.ended_at,
-        last_seq=run.log.last_seq,
+        last_seq=run.last_seq,
         outcome=view_outcome,
         pending_interaction=InteractionRef(
             id=pending.id, prompt=pending.prompt, response_url=interaction_path(run.id, pending.id)
@@ -370,7 +381,7 @@ def _summary_fields(run: Run) -> dict[str, Any]:
     )
 
 
-def output_view(run: Run) -> RunOutputView:
+def output_view(run: RunHandle) -> RunOutputView:
     """The run's answer so far, from its accumulated output (never from its trimmed log):
     whole for a completed run, since a run whose output outgrows its budget fails."""
     output = run.output

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator
@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from pydantic_settings import SettingsError as SourceError
 
 from engine import MIN_CONNECTION_BUFFER, EngineConfig
+from engine.backends._redis_model import RedisStoreConfig
 
 __all__ = ["ENV_PREFIX", "Settings", "SettingsError", "load_settings"]
 
@@ -63,6 +64,13 @@ class Settings(BaseSettings):
     upstream_token_timeout: float = Field(60.0, gt=0, description="Between two chunks.")
     upstream_model_map: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict)
     upstream_headers: Annotated[dict[str, str], NoDecode] = Field(default_factory=dict, repr=False)
+    backend: Literal["memory", "redis"] = Field("memory", description="Where runs live.")
+    redis_url: str = Field("", description="redis://host:port/db, for the redis backend.")
+    heartbeat_interval: float = Field(1.0, gt=0, description="Seconds between heartbeats.")
+    heartbeat_ttl: float = Field(5.0, gt=0, description="A silent worker is lost after.")
+    store_unavailable_timeout: float = Field(
+        10.0, gt=0, description="A run fails once its store is unreachable this long."
+    )
 
     @field_validator("api_keys", mode="before")
     @classmethod
@@ -128,6 +136,28 @@ class Settings(BaseSettings):
                 raise ValueError(f"header {name!r} is not a valid HTTP header")
         return value
 
+    def redis_config(self) -> RedisStoreConfig:
+        """The Redis store's configuration; :class:`SettingsError` naming the setting if
+        the backend is ``redis`` and it is unusable."""
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(
+                f"Invalid setting {ENV_PREFIX}REDIS_URL: the redis backend needs a "
+                "redis:// or rediss:// URL."
+            )
+        if self.heartbeat_ttl <= self.heartbeat_interval:
+            raise SettingsError(
+                f"Invalid setting {ENV_PREFIX}HEARTBEAT_TTL: must be greater than "
+                f"{ENV_PREFIX}HEARTBEAT_INTERVAL."
+            )
+        return RedisStoreConfig(
+            retention=max(self.log_retention, 1.0),
+            max_log_events=self.max_log_events,
+            live_ttl=max(3600.0, 3 * self.heartbeat_ttl),
+            heartbeat_interval=self.heartbeat_interval,
+            heartbeat_ttl=self.heartbeat_ttl,
+            pending_cancel_ttl=max(self.pending_cancel_ttl, 0.001),
+        )
+
     def engine_config(self) -> EngineConfig:
         """The engine's configuration; :class:`SettingsError` if the engine refuses it."""
         try:
@@ -191,4 +221,6 @@ def load_settings() -> Settings:
     except SourceError as exc:
         raise SettingsError(f"Invalid setting: {exc}.") from None
     settings.engine_config()  # raises SettingsError if the engine would refuse it
+    if settings.backend == "redis":
+        settings.redis_config()
     return settings

@@ -3,6 +3,8 @@
 Embeddable in any Trio program; knows Trio, not any web framework.
 """
 
+from ._backend import Backend as Backend
+from ._backend import MemoryBackend as MemoryBackend
 from ._config import MIN_CONNECTION_BUFFER as MIN_CONNECTION_BUFFER
 from ._config import YIELD_EVERY as YIELD_EVERY
 from ._config import DisconnectPolicy as DisconnectPolicy
@@ -33,6 +35,9 @@ from ._events import FinishReason as FinishReason
 from ._events import Outcome as Outcome
 from ._events import RunStatus as RunStatus
 from ._events import Usage as Usage
+from ._handle import InteractionView as InteractionView
+from ._handle import RunHandle as RunHandle
+from ._handle import RunLog as RunLog
 from ._observer import CloseReason as CloseReason
 from ._observer import EngineObserver as EngineObserver
 from ._output import OutputItem as OutputItem
@@ -44,6 +49,7 @@ from ._runs import Run as Run
 __all__ = [
     "MIN_CONNECTION_BUFFER",
     "YIELD_EVERY",
+    "Backend",
     "CancelReason",
     "CancelResult",
     "Cancelled",
@@ -66,12 +72,16 @@ __all__ = [
     "InteractionError",
     "InteractionNotFound",
     "InteractionNotPending",
+    "InteractionView",
+    "MemoryBackend",
     "Outcome",
     "OutputItem",
     "Producer",
     "Run",
     "RunConflict",
     "RunContext",
+    "RunHandle",
+    "RunLog",
     "RunNotFound",
     "RunOutput",
     "RunStatus",

@@ -26,8 +26,8 @@ from __future__ import annotations
 import trio
 
 from ._events import EventType, Failed, outcome_from_event
+from ._handle import RunHandle
 from ._observer import CloseReason
-from ._runs import Run
 from .protocols._base import Projection
 
 __all__ = ["Connection"]
@@ -51,7 +51,7 @@ class Connection:
         "run",
     )
 
-    def __init__(self, run: Run, projection: Projection, *, cursor: int = 0) -> None:
+    def __init__(self, run: RunHandle, projection: Projection, *, cursor: int = 0) -> None:
         config = run._config
         self.run = run
         self.projection = projection

@@ -18,6 +18,7 @@ import trio
 from ._config import CANCEL, CONTINUE, DisconnectPolicy, EngineConfig
 from ._errors import EngineClosed, RunConflict, RunNotFound
 from ._events import CancelReason
+from ._handle import RunHandle
 from ._observer import EngineObserver, guarded
 from ._runs import Producer, Run
 
@@ -34,7 +35,7 @@ class CancelResult:
     """
 
     result: Literal["cancelled", "already_decided", "remembered"]
-    run: Run | None
+    run: RunHandle | None
 
 
 class Engine:

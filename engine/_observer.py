@@ -12,6 +12,7 @@ import logging
 from typing import TYPE_CHECKING, Any, Literal
 
 if TYPE_CHECKING:
+    from ._handle import RunHandle
     from ._runs import Run
 
 __all__ = ["CloseReason", "EngineObserver", "guarded"]
@@ -31,13 +32,13 @@ class EngineObserver:
         """The terminal event was written. ``run.cancel_requested_at`` and ``run.terminal_at``
         (both ``trio.current_time()``) give the cancel-to-terminal latency of cancelled runs."""
 
-    def connection_opened(self, run: Run) -> None:
+    def connection_opened(self, run: RunHandle) -> None:
         pass
 
-    def connection_closed(self, run: Run, reason: CloseReason) -> None:
+    def connection_closed(self, run: RunHandle, reason: CloseReason) -> None:
         pass
 
-    def keepalive_sent(self, run: Run) -> None:
+    def keepalive_sent(self, run: RunHandle) -> None:
         pass
 
 

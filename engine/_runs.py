@@ -151,6 +151,10 @@ class Run:
         return self._pending
 
     @property
+    def last_seq(self) -> int:
+        return self.log.last_seq
+
+    @property
     def connections(self) -> int:
         return self._connections
 

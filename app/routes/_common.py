@@ -6,7 +6,7 @@ from typing import Any
 
 from quart import Response
 
-from engine import Run
+from engine import RunHandle
 from engine.protocols._sse import dumps
 
 from ..schemas import ExecutionAccepted
@@ -32,7 +32,7 @@ def no_content(headers: dict[str, str] | None = None) -> Response:
     return response
 
 
-def execution_accepted(run: Run) -> Response:
+def execution_accepted(run: RunHandle) -> Response:
     """202 for a run paused on a question: where to answer, where to look.
 
     The same answer on every protocol's non-streaming route, so a client that knows one

@@ -12,7 +12,7 @@ import trio
 from quart import Blueprint, Response
 from quart_schema import document_response, validate_request
 
-from engine import Connection, DisconnectPolicy, RunNotFound
+from engine import Connection, DisconnectPolicy
 from engine.protocols import UIMessageStreamProjection
 
 from ..compat_schemas import UIChatRequest
@@ -65,15 +65,12 @@ def ai_sdk_blueprint() -> Blueprint:
                 fields=[{"field": "model", "message": "required for this producer"}],
             )
         run_input = service.chat_input(spec, data.metadata, data.messages, lambda: ui_to_chat(data))
-        try:
-            previous = service.engine.get(data.id, owner=owner)
-        except RunNotFound:
-            previous = None
+        previous = await service.find_or_none(data.id, owner)
         if previous is not None and not previous.status.terminal:
-            previous.cancel()
+            await service.cancel(previous.id, owner)
             with trio.move_on_after(service.settings.shutdown_grace):
                 await previous.wait_done()
-        run = service.start(
+        run = await service.start(
             spec,
             run_input,
             owner=owner,
@@ -93,11 +90,8 @@ def ai_sdk_blueprint() -> Blueprint:
         owner = service.auth.owner()
         if is_server_run_id(chat_id):
             return no_content()  # not a chat id: no chat can have it (see above)
-        try:
-            run = service.engine.get(chat_id, owner=owner)
-        except RunNotFound:
-            return no_content()
-        if run.status.terminal:
+        run = await service.find_or_none(chat_id, owner)
+        if run is None or run.status.terminal:
             return no_content()
         projection = UIMessageStreamProjection(message_id="msg_" + run.id.removeprefix("run_"))
         return await stream_response(Connection(run, projection), early_failure=False)

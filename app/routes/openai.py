@@ -20,8 +20,7 @@ from engine import (
     Connection,
     DisconnectPolicy,
     Failed,
-    Run,
-    RunNotFound,
+    RunHandle,
     http_status_for,
 )
 from engine.protocols import (
@@ -65,23 +64,23 @@ from ._params import bool_param, check_cursor_within, cursor_param, metadata_par
 __all__ = ["openai_blueprint"]
 
 
-def _suffix(run: Run) -> str:
+def _suffix(run: RunHandle) -> str:
     return run.id.removeprefix("run_")
 
 
-def _start(
+async def _start(
     service: Service,
     model: str,
     messages: Any,
     params: dict[str, str],
     request: Callable[[], dict[str, Any]],
     **kw: Any,
-) -> Run:
+) -> RunHandle:
     """Start the producer ``model`` is routed to (see :meth:`Service.chat_input` for what
     it is given)."""
     owner = service.auth.owner()
     spec = service.model(model)
-    return service.start(
+    return await service.start(
         spec,
         service.chat_input(spec, metadata_params(spec.input_model, params), messages, request),
         owner=owner,
@@ -94,7 +93,7 @@ def _error_response(outcome: Failed | Cancelled, status: int) -> Response:
     return json_response(openai_error(outcome), status, failure_headers(outcome))
 
 
-def _response_for(run: Run) -> dict[str, Any]:
+def _response_for(run: RunHandle) -> dict[str, Any]:
     return response_object(
         run.output,
         response_id="resp_" + _suffix(run),
@@ -104,22 +103,20 @@ def _response_for(run: Run) -> dict[str, Any]:
     )
 
 
-def _find_response(service: Service, response_id: str) -> Run:
+async def _find_response(service: Service, response_id: str) -> RunHandle:
     """The run behind ``resp_<hex>`` (its server id, not a ``client_run_id``), or 404."""
     owner = service.auth.owner()
     run_id = "run_" + response_id.removeprefix("resp_")
     if response_id.startswith("resp_"):
-        try:
-            run = service.engine.get(run_id, owner=owner)
-        except RunNotFound:
-            pass
-        else:
-            if run.id == run_id:
-                return run
+        run = await service.find_or_none(run_id, owner)
+        if run is not None and run.id == run_id:
+            return run
     raise ApiError(404, "not_found", f"No response {quoted(response_id)}.")
 
 
-def _responses_projection(run: Run, response_id: str, after: int | None) -> ResponsesProjection:
+def _responses_projection(
+    run: RunHandle, response_id: str, after: int | None
+) -> ResponsesProjection:
     return ResponsesProjection(
         response_id=response_id,
         model=run.producer_name,
@@ -129,7 +126,7 @@ def _responses_projection(run: Run, response_id: str, after: int | None) -> Resp
     )
 
 
-def _check_starting_after(run: Run, after: int | None) -> None:
+def _check_starting_after(run: RunHandle, after: int | None) -> None:
     """A 400 if ``starting_after`` is past the last event the response's stream has had so
     far. The count comes from the run's output in O(1), with no replay of the log."""
     if after is None:
@@ -158,7 +155,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
     async def chat_completions(data: ChatCompletionRequest) -> Response:
         """OpenAI Chat Completions, streaming (SSE chunks) or not."""
         service = current_service()
-        run = _start(
+        run = await _start(
             service,
             data.model,
             data.messages,
@@ -205,7 +202,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
         messages = normalize_messages(data.input)
         if data.instructions:
             messages.insert(0, {"role": "system", "content": data.instructions})
-        run = _start(
+        run = await _start(
             service,
             data.model,
             messages,
@@ -241,7 +238,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
     async def get_response(response_id: str) -> Response:
         """The stored response; with ``stream=true`` its events after ``starting_after``."""
         service = current_service()
-        run = _find_response(service, response_id)
+        run = await _find_response(service, response_id)
         # Checked with or without stream=true: a bad cursor is a 400, never ignored.
         after = cursor_param("starting_after", request.args.get("starting_after"))
         if not bool_param("stream"):
@@ -256,8 +253,8 @@ def openai_blueprint(settings: Settings) -> Blueprint:
     async def cancel_response(response_id: str) -> Response:
         """Cancel (idempotent); answers with the response once its terminal is recorded."""
         service = current_service()
-        run = _find_response(service, response_id)
-        run.cancel()
+        run = await _find_response(service, response_id)
+        await service.cancel(run.id, service.auth.owner())
         await run.wait_done()
         return json_response(_response_for(run))
 

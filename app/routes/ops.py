@@ -22,7 +22,7 @@ def ops_blueprint() -> Blueprint:
     async def healthz() -> Response:
         """Liveness: the engine is open."""
         service = current_service()
-        stats = service.engine.statistics()
+        stats = service.backend.statistics()
         return Response(
             f'{{"status":"ok","live_runs":{stats["live_runs"]}}}', content_type="application/json"
         )

@@ -18,7 +18,8 @@ from engine import (
     Failed,
     InteractionNotFound,
     InteractionNotPending,
-    Run,
+    RunHandle,
+    RunNotFound,
     http_status_for,
 )
 from engine.protocols.native import NativeProjection, error_body
@@ -68,7 +69,7 @@ class RunOrExecution(RootModel[RunView | ExecutionAccepted]):
     """202: a background run was accepted, or the run paused for human input."""
 
 
-def finished_run(run: Run) -> Response:
+def finished_run(run: RunHandle) -> Response:
     """A settled run: 200 with the run, or the failure's HTTP status with its error."""
     outcome = run.outcome
     if isinstance(outcome, Failed):
@@ -99,7 +100,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         owner = service.auth.owner()
         check_client_run_id("client_run_id", data.client_run_id)
         spec = service.producer(data.producer)
-        run = service.start(
+        run = await service.start(
             spec,
             service.validate_input(spec, data.input),
             owner=owner,
@@ -135,7 +136,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
                 f"limit must be between 1 and {MAX_RUN_LIST}.",
                 fields=[{"field": "limit", "message": f"must be between 1 and {MAX_RUN_LIST}"}],
             )
-        runs = service.recent_runs(owner, DEFAULT_RUN_LIST if limit is None else limit)
+        runs = await service.recent_runs(owner, DEFAULT_RUN_LIST if limit is None else limit)
         return json_response(RunList(data=[run_summary(run) for run in runs]))
 
     @bp.get("/v1/runs/<run_id>")
@@ -144,7 +145,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
     async def get_run(run_id: str) -> Response:
         """The run: status, timestamps, last seq, outcome, pending interaction, links."""
         service = current_service()
-        return json_response(run_view(service.find(run_id, service.auth.owner())))
+        return json_response(run_view(await service.find(run_id, service.auth.owner())))
 
     @bp.get("/v1/runs/<run_id>/events")
     @document_querystring(RunEventsQuery)
@@ -156,12 +157,12 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         """SSE of the run's events after ``Last-Event-ID`` or ``?after=N``: replay, then live,
         ending after the terminal."""
         service = current_service()
-        run = service.find(run_id, service.auth.owner())
+        run = await service.find(run_id, service.auth.owner())
         # Both are checked, whichever is used: a bad cursor is a 400, never ignored.
         query = cursor_param("after", request.args.get("after"))
         header = cursor_param("Last-Event-ID", request.headers.get("Last-Event-ID"))
         name, after = ("after", query) if query is not None else ("Last-Event-ID", header)
-        check_cursor_within(name, after, run.log.last_seq, last_field="last_seq")
+        check_cursor_within(name, after, run.last_seq, last_field="last_seq")
         return await stream_response(
             Connection(run, NativeProjection(), cursor=after or 0),
             headers=[("x-run-id", run.id)],
@@ -184,8 +185,8 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         if is_server_run_id(run_id):
             # Only the server makes ids of this form, so an unknown one is not a run that
             # is about to exist: 404, as for any other route (and for another key's run).
-            service.find(run_id, owner)
-        result = service.engine.cancel(run_id, owner=owner)
+            await service.find(run_id, owner)
+        result = await service.cancel(run_id, owner)
         run = result.run
         if run is None:
             return json_response(CancelAnswer(id=run_id, result=result.result), 202)
@@ -207,9 +208,12 @@ def runs_blueprint(settings: Settings) -> Blueprint:
     ) -> Response:
         """Answer a pending question; the run resumes."""
         service = current_service()
-        run = service.find(run_id, service.auth.owner())
+        owner = service.auth.owner()
+        await service.find(run_id, owner)  # 404 for an unknown run before the interaction
         try:
-            run.answer(interaction_id, data.response)
+            run = await service.backend.answer(run_id, interaction_id, data.response, owner=owner)
+        except RunNotFound:
+            raise ApiError(404, "not_found", f"No run {run_id!r}.") from None
         except InteractionNotFound:
             raise ApiError(
                 404, "not_found", f"No interaction {quoted(interaction_id)} on this run."
