@@ -154,8 +154,22 @@ class Service:
                 observer=self.metrics,
                 interaction_url=interaction_path,
             ) as engine:
-                task_status.started(MemoryBackend(engine))
-                await self._stop.wait()
+                if self.settings.backend == "redis":
+                    # Imported only here: the memory backend needs no coredis.
+                    from engine.backends._redis_backend import open_redis_backend
+
+                    async with open_redis_backend(
+                        engine,
+                        self.settings.redis_url,
+                        self.settings.redis_config(),
+                        unreachable_after=self.settings.store_unavailable_timeout,
+                        drain_grace=self.settings.shutdown_grace,
+                    ) as backend:
+                        task_status.started(backend)
+                        await self._stop.wait()
+                else:
+                    task_status.started(MemoryBackend(engine))
+                    await self._stop.wait()
         finally:
             self._stopped.set()
 

@@ -82,8 +82,27 @@ class Engine:
         the caller's, kept on ``run.metadata`` (the service records the protocol there)."""
         run = self._new_run(producer, input, producer_name, owner, client_run_id, on_disconnect)
         run.metadata = dict(metadata or {})
-        self._nursery.start_soon(run._main, name=f"run {run.id}")
+        self._launch(run)
         return run
+
+    def _launch(self, run: Run) -> None:
+        """Start a run made by :meth:`_new_run` (a backend may record it in its store in
+        between, before any of its events exist)."""
+        self._nursery.start_soon(run._main, name=f"run {run.id}")
+
+    def _discard(self, run: Run) -> None:
+        """Forget a run made by :meth:`_new_run` that will never be launched."""
+        if self._runs.pop(run.id, None) is not None:
+            self._live -= 1
+            if run.client_run_id is not None:
+                alias = (run.owner, run.client_run_id)
+                if self._aliases.get(alias) == run.id:
+                    del self._aliases[alias]
+            self._idle.unpark_all()
+
+    def _local(self, run_id: str) -> Run | None:
+        """The run with this server id, if this engine runs it (for a backend's signals)."""
+        return self._runs.get(run_id)
 
     @asynccontextmanager
     async def open_run(

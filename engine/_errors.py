@@ -86,6 +86,7 @@ _HTTP_STATUS = {
     ErrorCode.WORKER_LOST: 503,
     ErrorCode.CONTEXT_LENGTH_EXCEEDED: 400,
     ErrorCode.MODEL_NOT_FOUND: 404,
+    ErrorCode.STORE_UNAVAILABLE: 503,
     ErrorCode.SERVER_ERROR: 500,
     # The answer could not be held whole within the server's budgets: the server's limit,
     # not a malformed request, and a retry would meet the same limit.

@@ -92,6 +92,8 @@ class ErrorCode(StrEnum):
     WORKER_LOST = "worker_lost"
     CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"
     MODEL_NOT_FOUND = "model_not_found"
+    #: The shared run store (Redis) stayed unreachable past the configured time.
+    STORE_UNAVAILABLE = "store_unavailable"
 
 
 class CancelReason(StrEnum):

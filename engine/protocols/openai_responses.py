@@ -131,6 +131,7 @@ _ERROR_CODE_TABLE: Mapping[ErrorCode, str] = {
     # The prompt does not fit the model: the spec's nearest code, a client-side one.
     ErrorCode.CONTEXT_LENGTH_EXCEEDED: "invalid_prompt",
     ErrorCode.MODEL_NOT_FOUND: "server_error",
+    ErrorCode.STORE_UNAVAILABLE: "server_error",
 }
 
 _INCOMPLETE_REASONS: Mapping[str, str] = {
