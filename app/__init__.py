@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from engine.backends import StoreUnavailable
+
 from ._asgi import TRIO_ONLY as _TRIO_ONLY
 from ._asgi import Receive as _Receive
 from ._asgi import Scope as _Scope
@@ -12,7 +14,8 @@ from ._asgi import Send as _Send
 from ._asgi import on_trio as _on_trio
 from ._asgi import refuse_to_start as _refuse_to_start
 from ._factory import create_app, create_asgi
-from .settings import Settings, SettingsError
+from .service import check_store
+from .settings import Settings, SettingsError, load_settings
 
 __all__ = ["Settings", "SettingsError", "create_app", "create_asgi", "serve"]
 
@@ -38,17 +41,21 @@ class _LazyService:
                 await _refuse_to_start(scope, receive, send, _TRIO_ONLY)
                 return
             if self._failure is None:
-                self._build()
+                await self._build()
             if self._asgi is None:
                 assert self._failure is not None
                 await _refuse_to_start(scope, receive, send, self._failure)
                 return
         await self._asgi(scope, receive, send)
 
-    def _build(self) -> None:
+    async def _build(self) -> None:
         try:
-            self._asgi = create_asgi()
-        except SettingsError as exc:
+            settings = load_settings()
+            # A store that does not answer now stops the server (a message naming the
+            # setting), rather than failing every request later.
+            await check_store(settings)
+            self._asgi = create_asgi(settings)
+        except (SettingsError, StoreUnavailable) as exc:
             self._failure = f"scopestream cannot start: {exc}"
         except Exception as exc:  # an operator producer's module raising on import, say
             _logger.exception("building the app failed", extra={"event": "service.error"})

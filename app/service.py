@@ -50,7 +50,7 @@ from .schemas import (
 )
 from .settings import ENV_PREFIX, Settings, SettingsError
 
-__all__ = ["Service", "current_service"]
+__all__ = ["Service", "check_store", "current_service"]
 
 _EXTENSION = "scopestream"
 logger = logging.getLogger("scopestream.app")
@@ -333,6 +333,15 @@ class Service:
                 if ext is not None and ext.disconnected.is_set():
                     connection.disconnected()
                 raise
+
+
+async def check_store(settings: Settings) -> None:
+    """Raise :class:`~engine.backends.StoreUnavailable` if the configured store does not
+    answer (nothing to check for the memory backend)."""
+    if settings.backend == "redis":
+        from engine.backends._redis_store import probe_redis
+
+        await probe_redis(settings.redis_url)
 
 
 def current_service() -> Service:

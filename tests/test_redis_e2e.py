@@ -6,17 +6,21 @@ Short heartbeats (0.2 s, TTL 1 s) keep the worker-loss tests quick. Every wait i
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
+import openai
 import pytest
 
 from ._http import RawStream
-from ._redis import RedisServer, module_server
-from ._server import Server, free_port, run_server
-from ._sse import native_events
+from ._redis import RedisServer, module_server, run_redis
+from ._server import Server, free_port, run_server, start_expecting_exit
+from ._sse import native_events, parse_sse
 
 pytestmark = pytest.mark.e2e
 
@@ -34,7 +38,20 @@ def redis_env(url: str) -> dict[str, str]:
         "SCOPESTREAM_STORE_UNAVAILABLE_TIMEOUT": "1",
         "SCOPESTREAM_PRODUCERS": "ticker=tests.fixtures.producers:ticker",
         "SCOPESTREAM_KEEPALIVE_INTERVAL": "0.5",
+        "SCOPESTREAM_API_KEYS": f"{ALICE},{BOB}",
     }
+
+
+ALICE, BOB = "key-alice", "key-bob"
+AUTH = {"Authorization": f"Bearer {ALICE}"}
+
+
+def client(server: Server, key: str = ALICE) -> httpx.Client:
+    return server.client(headers={"Authorization": f"Bearer {key}"})
+
+
+def open_stream(server: Server, method: str, path: str, body: Any = None) -> RawStream:
+    return RawStream(server.port, method, path, body, headers=AUTH)
 
 
 @pytest.fixture(scope="module")
@@ -51,9 +68,9 @@ def wait_view(
     server: Server, run_id: str, until: Any = lambda view: view["status"] in TERMINALS_STATUS
 ) -> dict[str, Any]:
     deadline = time.monotonic() + 20
-    with server.client() as client:
+    with client(server) as http:
         while True:
-            view: dict[str, Any] = client.get(f"/v1/runs/{run_id}").json()
+            view: dict[str, Any] = http.get(f"/v1/runs/{run_id}").json()
             if until(view):
                 return view
             if time.monotonic() > deadline:
@@ -74,19 +91,19 @@ def terminals(raw: bytes) -> list[dict[str, Any]]:
 
 def test_create_on_a_follow_and_cancel_on_b(workers: tuple[Server, Server], tmp_path: Path) -> None:
     a, b = workers
-    on_a = RawStream(a.port, "POST", "/v1/runs", {**ticker_body(tmp_path), "stream": True})
+    on_a = open_stream(a, "POST", "/v1/runs", {**ticker_body(tmp_path), "stream": True})
     run_id = on_a.headers["x-run-id"]
     on_a.read_until(lambda f: f.event == "text.delta")
-    on_b = RawStream(b.port, "GET", f"/v1/runs/{run_id}/events")
+    on_b = open_stream(b, "GET", f"/v1/runs/{run_id}/events")
     on_b.read_until(lambda f: f.event == "text.delta")
-    with b.client() as client:
-        answer = client.post(f"/v1/runs/{run_id}/cancel?wait=true")
+    with client(b) as http:
+        answer = http.post(f"/v1/runs/{run_id}/cancel?wait=true")
     assert answer.status_code == 200
     assert answer.json()["status"] == "cancelled"
     on_a.read_to_end()
     on_b.read_to_end()
-    for stream in (on_a, on_b):
-        ends = terminals(stream.raw)
+    for follower in (on_a, on_b):
+        ends = terminals(follower.raw)
         assert [e["type"] for e in ends] == ["run.cancelled"]
         assert ends[0]["data"]["reason"] == "requested"
     # Both saw one log: B's events are A's from B's first seq on.
@@ -95,27 +112,33 @@ def test_create_on_a_follow_and_cancel_on_b(workers: tuple[Server, Server], tmp_
     assert (tmp_path / run_id).read_text() == "cancelled"  # A's producer cleanup ran
     view = wait_view(b, run_id)
     assert view["status"] == "cancelled" and view["last_seq"] == a_events[-1]["seq"]
+    # Another key's run does not exist, on either worker.
+    for server in workers:
+        with client(server, BOB) as http:
+            assert http.get(f"/v1/runs/{run_id}").status_code == 404
+            assert http.post(f"/v1/runs/{run_id}/cancel").status_code == 404
+            assert http.get(f"/v1/runs/{run_id}/events").status_code == 404
 
 
 def test_answer_on_b_and_409_from_both(workers: tuple[Server, Server]) -> None:
     a, b = workers
     body = {"producer": "synthetic", "input": {"events": 3, "ask_at": 1}, "background": True}
-    with a.client() as client:
-        run_id = client.post("/v1/runs", json=body).json()["id"]
+    with client(a) as http:
+        run_id = http.post("/v1/runs", json=body).json()["id"]
     view = wait_view(b, run_id, lambda v: v["pending_interaction"] is not None)
     assert view["status"] == "awaiting_input"
     url = view["pending_interaction"]["response_url"]
-    with b.client() as client:
-        answered = client.post(url, json={"response": "yes"})
+    with client(b) as http:
+        answered = http.post(url, json={"response": "yes"})
         assert answered.status_code == 200, answered.text
-        again = client.post(url, json={"response": "twice"})
+        again = http.post(url, json={"response": "twice"})
         assert again.status_code == 409
-    with a.client() as client:
-        assert client.post(url, json={"response": "thrice"}).status_code == 409
+    with client(a) as http:
+        assert http.post(url, json={"response": "thrice"}).status_code == 409
     final = wait_view(b, run_id)
     assert final["status"] == "completed"
-    with b.client() as client:
-        events = native_events(client.get(f"/v1/runs/{run_id}/events").content)
+    with client(b) as http:
+        events = native_events(http.get(f"/v1/runs/{run_id}/events").content)
     resolved = [e for e in events if e["type"] == "interaction.resolved"]
     assert len(resolved) == 1
 
@@ -123,17 +146,17 @@ def test_answer_on_b_and_409_from_both(workers: tuple[Server, Server]) -> None:
 def test_resume_from_every_cursor_on_b(workers: tuple[Server, Server]) -> None:
     a, b = workers
     body = {"producer": "synthetic", "input": {"events": 12, "interval_ms": 5}, "background": True}
-    with a.client() as client:
-        run_id = client.post("/v1/runs", json=body).json()["id"]
-        full_a = native_events(client.get(f"/v1/runs/{run_id}/events").content)
-    with b.client() as client:
-        full_b = native_events(client.get(f"/v1/runs/{run_id}/events").content)
+    with client(a) as http:
+        run_id = http.post("/v1/runs", json=body).json()["id"]
+        full_a = native_events(http.get(f"/v1/runs/{run_id}/events").content)
+    with client(b) as http:
+        full_b = native_events(http.get(f"/v1/runs/{run_id}/events").content)
         assert full_b == full_a
         assert [e["seq"] for e in full_b] == list(range(1, len(full_b) + 1))
         for cursor in range(len(full_b) + 1):
-            raw = client.get(f"/v1/runs/{run_id}/events?after={cursor}").content
+            raw = http.get(f"/v1/runs/{run_id}/events?after={cursor}").content
             assert native_events(raw) == full_b[cursor:], cursor
-        view = client.get(f"/v1/runs/{run_id}").json()
+        view = http.get(f"/v1/runs/{run_id}").json()
     assert view["status"] == "completed" == full_b[-1]["type"].removeprefix("run.")
     assert view["last_seq"] == full_b[-1]["seq"]
     assert view["output"]["text"] == "".join(
@@ -144,14 +167,158 @@ def test_resume_from_every_cursor_on_b(workers: tuple[Server, Server]) -> None:
 def test_cancel_before_create_on_b_then_create_on_a(workers: tuple[Server, Server]) -> None:
     a, b = workers
     client_run_id = f"chat-{free_port()}-{time.monotonic_ns()}"
-    with b.client() as client:
-        remembered = client.post(f"/v1/runs/{client_run_id}/cancel")
+    with client(b) as http:
+        remembered = http.post(f"/v1/runs/{client_run_id}/cancel")
     assert remembered.status_code == 202
     assert remembered.json()["result"] == "remembered"
     body = {"producer": "synthetic", "input": {"events": 3}, "client_run_id": client_run_id}
-    with a.client() as client:
-        view = client.post("/v1/runs", json=body).json()
+    with client(a) as http:
+        view = http.post("/v1/runs", json=body).json()
     assert view["status"] == "cancelled"
     assert view["outcome"]["reason"] == "requested"
-    with b.client() as client:
-        assert client.get(f"/v1/runs/{client_run_id}").json()["id"] == view["id"]
+    with client(b) as http:
+        assert http.get(f"/v1/runs/{client_run_id}").json()["id"] == view["id"]
+
+
+def test_responses_resume_on_the_other_worker(workers: tuple[Server, Server]) -> None:
+    a, b = workers
+    on_a = openai.OpenAI(base_url=a.url + "/v1", api_key=ALICE, max_retries=0)
+    on_b = openai.OpenAI(base_url=b.url + "/v1", api_key=ALICE, max_retries=0)
+    created = on_a.responses.create(
+        model="synthetic", input="x", background=True, metadata={"events": "8"}
+    )
+    full = list(on_b.responses.retrieve(created.id, stream=True))
+    numbers = [event.sequence_number for event in full]
+    assert numbers == list(range(len(numbers)))
+    assert full[-1].type == "response.completed"
+    assert [e.model_dump() for e in full] == [
+        e.model_dump() for e in on_a.responses.retrieve(created.id, stream=True)
+    ]
+    for cursor in (0, 3, len(full) // 2, len(full) - 2, len(full) - 1):
+        resumed = list(on_b.responses.retrieve(created.id, stream=True, starting_after=cursor))
+        assert [e.model_dump() for e in resumed] == [e.model_dump() for e in full[cursor + 1 :]]
+    assert on_b.responses.retrieve(created.id).status == "completed"
+    bob = openai.OpenAI(base_url=b.url + "/v1", api_key=BOB, max_retries=0)
+    with pytest.raises(openai.NotFoundError):
+        bob.responses.retrieve(created.id)
+
+
+def test_ai_sdk_resume_on_the_other_worker(workers: tuple[Server, Server]) -> None:
+    a, b = workers
+    chat_id = f"chat-{time.monotonic_ns()}"
+    body = {
+        "id": chat_id,
+        "messages": [{"id": "m1", "role": "user", "parts": [{"type": "text", "text": "hi"}]}],
+        "producer": "synthetic",
+        "metadata": {"events": 30, "event_bytes": 1, "interval_ms": 20},
+    }
+    original = open_stream(a, "POST", "/api/chat", body)
+    original.read_until(lambda frame: "text-delta" in frame.data)
+    with client(b) as http:
+        resumed = http.get(f"/api/chat/{chat_id}/stream")
+    assert resumed.status_code == 200
+    assert resumed.headers["x-vercel-ai-ui-message-stream"] == "v1"
+    original.read_to_end()
+    data = [f.data for f in parse_sse(resumed.content) if not f.comment]
+    assert data == [f.data for f in parse_sse(original.raw) if not f.comment]
+    assert data[-1] == "[DONE]"
+    with client(b) as http:
+        assert http.get(f"/api/chat/{chat_id}/stream").status_code == 204
+
+
+def test_kill_9_of_the_owner_ends_its_runs_with_worker_lost(
+    workers: tuple[Server, Server],
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+) -> None:
+    _, b = workers
+    with run_server(tmp_path_factory.mktemp("doomed"), redis_env(redis_server.url)) as doomed:
+        with client(doomed) as http:
+            streaming = http.post(
+                "/v1/runs", json={**ticker_body(tmp_path), "background": True}
+            ).json()["id"]
+            paused = http.post(
+                "/v1/runs",
+                json={
+                    "producer": "synthetic",
+                    "input": {"events": 2, "ask_at": 1},
+                    "background": True,
+                },
+            ).json()["id"]
+        wait_view(b, paused, lambda v: v["status"] == "awaiting_input")
+        followers = {}
+        for run_id in (streaming, paused):
+            followers[run_id] = open_stream(b, "GET", f"/v1/runs/{run_id}/events")
+        followers[streaming].read_until(lambda f: f.event == "text.delta")
+        followers[paused].read_until(lambda f: f.event == "interaction.required")
+        os.killpg(doomed.process.pid, signal.SIGKILL)
+        doomed.process.wait()
+        killed_at = time.monotonic()
+        for run_id, follower in followers.items():
+            follower.read_to_end(timeout=10)
+            ends = terminals(follower.raw)
+            assert [e["type"] for e in ends] == ["run.failed"], run_id
+            assert ends[0]["data"]["error"]["code"] == "worker_lost"
+            view = wait_view(b, run_id)
+            assert view["status"] == "failed"
+            assert view["outcome"]["error"]["code"] == "worker_lost"
+        # Heartbeat TTL 1 s, sweeps every 0.2 s: well within a few seconds.
+        assert time.monotonic() - killed_at < 8
+        with client(b) as http:
+            view = http.get(f"/v1/runs/{paused}").json()
+            assert view["pending_interaction"] is None
+            interaction = native_events(followers[paused].raw)[-2]["data"]["interaction_id"]
+            late = http.post(f"/v1/runs/{paused}/interactions/{interaction}", json={"response": 1})
+            assert late.status_code == 409
+
+
+def test_redis_down_at_startup_stops_the_server() -> None:
+    closed = f"redis://127.0.0.1:{free_port()}"
+    result = start_expecting_exit({**redis_env(closed)})
+    assert result.returncode != 0
+    assert "SCOPESTREAM_REDIS_URL" in result.stdout
+    bad = start_expecting_exit({**redis_env("http://nowhere")})
+    assert bad.returncode != 0
+    assert "SCOPESTREAM_REDIS_URL" in bad.stdout
+
+
+def test_redis_lost_mid_run_and_back(tmp_path: Path) -> None:
+    port = free_port()
+    with run_redis(tmp_path / "redis", port) as redis:
+        with run_server(tmp_path, redis_env(redis.url)) as worker:
+            live = open_stream(
+                worker, "POST", "/v1/runs", {**ticker_body(tmp_path), "stream": True}
+            )
+            run_id = live.headers["x-run-id"]
+            live.read_until(lambda f: f.event == "text.delta")
+            redis.stop()
+            # The run fails with a clear code once the store stayed unreachable (1 s here),
+            # and its follower on this worker gets that one terminal.
+            live.read_to_end(timeout=15)
+            ends = terminals(live.raw)
+            assert [e["type"] for e in ends] == ["run.failed"]
+            assert ends[0]["data"]["error"]["code"] == "store_unavailable"
+            assert "Traceback" not in live.raw.decode()
+            assert (tmp_path / run_id).read_text() == "cancelled"  # its cleanup ran
+            with client(worker) as http:
+                # The worker keeps answering: new runs get a 503 that says to retry.
+                refused = http.post("/v1/runs", json={"producer": "synthetic", "input": {}})
+                assert refused.status_code == 503
+                assert refused.headers["retry-after"]
+                assert refused.json()["error"]["code"] == "store_unavailable"
+                assert "Traceback" not in refused.text
+                assert http.get("/healthz").status_code == 200
+            with run_redis(tmp_path / "redis", port):
+                deadline = time.monotonic() + 15
+                with client(worker) as http:
+                    while True:
+                        again = http.post(
+                            "/v1/runs", json={"producer": "synthetic", "input": {"events": 2}}
+                        )
+                        if again.status_code == 200:
+                            break
+                        assert again.status_code == 503
+                        assert time.monotonic() < deadline, "the worker did not recover"
+                        time.sleep(0.1)
+                    assert again.json()["status"] == "completed"

@@ -89,6 +89,7 @@ __all__ = [
     "RedisStoreConfig",
     "RunRecord",
     "open_redis_store",
+    "probe_redis",
 ]
 
 URL_SETTING = "SCOPESTREAM_REDIS_URL"
@@ -524,6 +525,13 @@ class RedisStore:
 
 def new_worker_id() -> str:
     return "w_" + secrets.token_hex(8)
+
+
+async def probe_redis(url: str) -> None:
+    """Raise :class:`StoreUnavailable` naming ``SCOPESTREAM_REDIS_URL`` unless Redis at
+    ``url`` answers a PING (a service checks this before it starts serving)."""
+    async with open_redis_store(url, worker_id="probe"):
+        pass
 
 
 @asynccontextmanager
