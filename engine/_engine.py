@@ -101,7 +101,8 @@ class Engine:
             self._idle.unpark_all()
 
     def _local(self, run_id: str) -> Run | None:
-        """The run with this server id, if this engine runs it (for a backend's signals)."""
+        """The run with this server id, if this engine has it (for a backend's signals)."""
+        self._purge()
         return self._runs.get(run_id)
 
     @asynccontextmanager

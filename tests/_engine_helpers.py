@@ -7,7 +7,7 @@ from typing import Any
 import trio
 import trio.testing
 
-from engine import Connection, Event, Producer, Run, RunContext
+from engine import Connection, Event, Producer, Run, RunContext, RunHandle
 from engine.protocols.native import NativeProjection
 
 from ._sse import native_events
@@ -28,7 +28,7 @@ def assert_one_terminal(run: Run) -> Event:
     return terminals[0]
 
 
-async def read_all(run: Run, cursor: int = 0) -> list[dict[str, Any]]:
+async def read_all(run: RunHandle, cursor: int = 0) -> list[dict[str, Any]]:
     """Follow a run from ``cursor`` to its terminal; return the native events received."""
     chunks = []
     with Connection(run, NativeProjection(), cursor=cursor) as conn:

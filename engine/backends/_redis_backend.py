@@ -138,10 +138,10 @@ class RedisBackend:
     # -- finding ------------------------------------------------------------------------
 
     def _owned(self, run_id: str, owner: str | None) -> Run | None:
-        try:
-            return self.engine.get(run_id, owner=owner)
-        except RunNotFound:
-            return None
+        """This worker's run with this server id. Never by ``client_run_id``: the store's
+        alias is the one that counts (the id may name a newer run on another worker)."""
+        run = self.engine._local(run_id)
+        return run if run is not None and run.owner == owner else None
 
     async def find(self, run_id: str, *, owner: str | None) -> RunHandle:
         local = self._owned(run_id, owner)
