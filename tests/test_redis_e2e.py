@@ -7,6 +7,7 @@ Short heartbeats (0.2 s, TTL 1 s) keep the worker-loss tests quick. Every wait i
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import time
 from collections.abc import Iterator
@@ -16,6 +17,10 @@ from typing import Any
 import httpx
 import openai
 import pytest
+import trio
+
+from engine.backends._redis_model import RedisStoreConfig
+from engine.backends._redis_store import open_redis_store
 
 from ._http import RawStream
 from ._redis import RedisServer, module_server, run_redis
@@ -247,8 +252,12 @@ def test_kill_9_of_the_owner_ends_its_runs_with_worker_lost(
                 },
             ).json()["id"]
         wait_view(b, paused, lambda v: v["status"] == "awaiting_input")
+        # A run the doomed worker recorded but had not started yet (as if it died between
+        # recording and launching it): written with the doomed worker's id.
+        queued = trio.run(record_queued_run, redis_server.url, streaming)
+        assert wait_view(b, queued, lambda v: True)["status"] == "queued"
         followers = {}
-        for run_id in (streaming, paused):
+        for run_id in (streaming, paused, queued):
             followers[run_id] = open_stream(b, "GET", f"/v1/runs/{run_id}/events")
         followers[streaming].read_until(lambda f: f.event == "text.delta")
         followers[paused].read_until(lambda f: f.event == "interaction.required")
@@ -271,6 +280,19 @@ def test_kill_9_of_the_owner_ends_its_runs_with_worker_lost(
             interaction = native_events(followers[paused].raw)[-2]["data"]["interaction_id"]
             late = http.post(f"/v1/runs/{paused}/interactions/{interaction}", json={"response": 1})
             assert late.status_code == 409
+
+
+async def record_queued_run(url: str, sibling: str) -> str:
+    """Record a queued run for the worker that owns ``sibling``, with its owner key."""
+    config = RedisStoreConfig(heartbeat_interval=0.2, heartbeat_ttl=1.0)
+    with trio.fail_after(10):
+        async with open_redis_store(url, config) as probe:
+            record = await probe.get_record(sibling)
+            assert record is not None
+        async with open_redis_store(url, config, worker_id=record.worker) as store:
+            run_id = "run_" + secrets.token_hex(16)
+            await store.create_run(run_id, producer="synthetic", owner=record.owner)
+            return run_id
 
 
 def test_redis_down_at_startup_stops_the_server() -> None:
