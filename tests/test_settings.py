@@ -101,6 +101,47 @@ def test_a_bad_value_names_its_variable(
         create_app()
 
 
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"SCOPESTREAM_BACKEND": "postgres"}, "SCOPESTREAM_BACKEND"),
+        ({"SCOPESTREAM_BACKEND": "redis"}, "SCOPESTREAM_REDIS_URL"),
+        (
+            {"SCOPESTREAM_BACKEND": "redis", "SCOPESTREAM_REDIS_URL": "http://cache:6379"},
+            "SCOPESTREAM_REDIS_URL",
+        ),
+        (
+            {
+                "SCOPESTREAM_BACKEND": "redis",
+                "SCOPESTREAM_REDIS_URL": "redis://cache:6379/0",
+                "SCOPESTREAM_HEARTBEAT_INTERVAL": "2",
+                "SCOPESTREAM_HEARTBEAT_TTL": "2",
+            },
+            "SCOPESTREAM_HEARTBEAT_TTL",
+        ),
+        ({"SCOPESTREAM_STORE_UNAVAILABLE_TIMEOUT": "0"}, "SCOPESTREAM_STORE_UNAVAILABLE_TIMEOUT"),
+    ],
+)
+def test_a_bad_backend_setting_names_its_variable(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], name: str
+) -> None:
+    for variable, value in env.items():
+        monkeypatch.setenv(variable, value)
+    with pytest.raises(SettingsError, match=name):
+        load_settings()
+
+
+def test_redis_settings_reach_the_store_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCOPESTREAM_BACKEND", "redis")
+    monkeypatch.setenv("SCOPESTREAM_REDIS_URL", "redis://cache:6379/0")
+    monkeypatch.setenv("SCOPESTREAM_HEARTBEAT_INTERVAL", "0.5")
+    monkeypatch.setenv("SCOPESTREAM_HEARTBEAT_TTL", "3")
+    monkeypatch.setenv("SCOPESTREAM_LOG_RETENTION", "42")
+    config = load_settings().redis_config()
+    assert (config.heartbeat_interval, config.heartbeat_ttl) == (0.5, 3)
+    assert config.retention == 42
+
+
 def test_a_producer_that_does_not_import_names_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
