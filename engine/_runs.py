@@ -128,6 +128,7 @@ class Run:
         self._interactions: dict[str, Interaction] = {}
         self._pending: Interaction | None = None
         self._connections = 0
+        self._remote_connections = 0  # followers on other workers (Redis backend)
         self._grace_scope: trio.CancelScope | None = None
 
     # -- reading ------------------------------------------------------------------------
@@ -396,17 +397,26 @@ class Run:
 
     # -- used by connections ------------------------------------------------------------
 
-    def _attach(self) -> None:
-        self._connections += 1
+    def _attach(self, *, remote: bool = False) -> None:
+        """A follower arrived: here, or (``remote``) on another worker, as signalled
+        through the store. Remote followers count only for the disconnect policy: their
+        own worker observes and drains them."""
+        if remote:
+            self._remote_connections += 1
+        else:
+            self._connections += 1
+            self._observer.connection_opened(self)
         if self._grace_scope is not None:
             self._grace_scope.cancel(reason="a client came back")
             self._grace_scope = None
-        self._observer.connection_opened(self)
 
-    def _detach(self, *, client_gone: bool) -> None:
-        self._connections -= 1
-        self._engine._connection_closed()
-        if not client_gone or self._connections or self._state.decided:
+    def _detach(self, *, client_gone: bool, remote: bool = False) -> None:
+        if remote:
+            self._remote_connections -= 1
+        else:
+            self._connections -= 1
+            self._engine._connection_closed()
+        if not client_gone or self._connections or self._remote_connections or self._state.decided:
             return
         policy = self.on_disconnect
         if policy.action == "cancel" or (policy.action == "grace" and self._nursery is None):

@@ -20,12 +20,16 @@ import trio
 
 from engine import (
     Backend,
+    Cancelled,
+    CancelReason,
     Connection,
+    DisconnectPolicy,
     EngineConfig,
     ErrorCode,
     InteractionNotFound,
     InteractionNotPending,
     MemoryBackend,
+    Run,
     RunConflict,
     RunContext,
     RunHandle,
@@ -33,13 +37,13 @@ from engine import (
     RunStatus,
     open_engine,
 )
-from engine._config import CONTINUE
+from engine._config import CANCEL, CONTINUE
 from engine.backends._redis_backend import open_redis_backend
 from engine.backends._redis_model import RedisStoreConfig
 from engine.protocols.native import NativeProjection
 
 from ._engine_helpers import read_all
-from ._redis import clean_url, module_server
+from ._redis import clean_url, module_server, wait_until
 
 redis_server = pytest.fixture(scope="module")(module_server)
 redis_url = pytest.fixture(clean_url)
@@ -74,13 +78,13 @@ async def backends(request: pytest.FixtureRequest, redis_url: str) -> AsyncItera
 
 
 async def start(backend: Backend, producer: Any, **kw: Any) -> RunHandle:
+    kw.setdefault("on_disconnect", CONTINUE)
     kw.setdefault("owner", None)
     kw.setdefault("client_run_id", None)
     kw.setdefault("input", {})
     return await backend.start(
         producer,
         producer_name=getattr(producer, "__name__", "p"),
-        on_disconnect=CONTINUE,
         **kw,
     )
 
@@ -317,3 +321,45 @@ async def test_shutdown_of_the_owner_is_every_reader_s_terminal(backends: Any) -
         assert events[-1]["type"] == "run.cancelled"
         assert events[-1]["data"]["reason"] == "shutdown"
         assert seen == ["cancelled"]
+
+
+def known_followers(run: RunHandle) -> int:
+    """How many followers the owner's run counts, here and on other workers."""
+    assert isinstance(run, Run)
+    return run.connections + run._remote_connections
+
+
+async def test_the_disconnect_policy_counts_followers_on_every_worker(backends: Any) -> None:
+    owner, reader = backends
+    with trio.fail_after(LIMIT):
+        run = await start(owner, ticks(10_000, 0.01), on_disconnect=CANCEL)
+        with Connection(run, NativeProjection()) as here:
+            await here.next_chunk()
+            with Connection(await reader.find(run.id, owner=None), NativeProjection()) as there:
+                await there.next_chunk()
+                await wait_until(lambda: known_followers(run) == 2)
+                here.disconnected()
+                here.__exit__(None, None, None)
+                # The client here left, but one still follows elsewhere: the run goes on.
+                assert run.status is RunStatus.RUNNING and known_followers(run) == 1
+                there.disconnected()
+        await run.wait_done()
+        assert run.outcome == Cancelled(CancelReason.CLIENT_DISCONNECTED)
+
+
+async def test_a_follower_on_any_worker_ends_the_grace_period(backends: Any) -> None:
+    owner, reader = backends
+    with trio.fail_after(LIMIT):
+        run = await start(owner, ticks(10_000, 0.01), on_disconnect=DisconnectPolicy("grace", 60))
+        assert isinstance(run, Run)
+        with Connection(run, NativeProjection()) as here:
+            await here.next_chunk()
+            here.disconnected()
+        assert run._grace_scope is not None  # the grace period runs
+        with Connection(await reader.find(run.id, owner=None), NativeProjection()) as there:
+            await there.next_chunk()
+            await wait_until(lambda: run._grace_scope is None)  # a client came back
+            there.disconnected()
+        await wait_until(lambda: run._grace_scope is not None)  # and left again
+        await reader.cancel(run.id, owner=None)
+        await run.wait_done()

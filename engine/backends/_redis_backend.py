@@ -70,6 +70,7 @@ logger = logging.getLogger("scopestream.redis")
 STORE_UNAVAILABLE_MESSAGE = "The run store became unreachable; the run could not go on."
 _BATCH = 512
 _READ_COUNT = 1000
+_MAX_NOTICES = 10_000
 
 
 class _Forwarding:
@@ -100,6 +101,14 @@ class RedisBackend:
         self._unreachable_after = unreachable_after
         self._forwarding: dict[str, _Forwarding] = {}
         self._idle = trio.lowlevel.ParkingLot()
+        # Followers on other workers of the runs this worker owns (from attach/detach).
+        self._remote_followers: dict[str, int] = {}
+        # Outgoing attach/detach signals, sent in order by one task; bounded: when Redis
+        # is away and it fills, a signal is dropped (the disconnect policy is best effort
+        # across workers, the run still ends by its other causes).
+        self._notices, self._notices_out = trio.open_memory_channel[
+            tuple[str, str, trio.Event | None]
+        ](_MAX_NOTICES)
 
     # -- creating -----------------------------------------------------------------------
 
@@ -164,6 +173,7 @@ class RedisBackend:
             tailer=self.tailer,
             config=self.engine.config,
             observer=self.engine.observer,
+            notify=self._notify,
         )
 
     async def _output(self, run_id: str) -> RunOutput:
@@ -233,6 +243,26 @@ class RedisBackend:
         except InteractionError:
             pass  # answered already (signals are delivered more than once), or cleared
 
+    def _notify(self, run: RemoteRun, kind: str, detail: str, sent: trio.Event | None) -> None:
+        """Queue an attach/detach for ``run``'s owner (see ``_redis_handle``)."""
+        channel = self.store.control_channel(run.worker)
+        try:
+            self._notices.send_nowait((channel, f"{kind} {run.id} {detail}", sent))
+        except trio.WouldBlock:
+            logger.warning("follower signal for run %s dropped", run.id)
+            if sent is not None:
+                sent.set()
+
+    async def _send_notices(self) -> None:
+        async for channel, message, sent in self._notices_out:
+            try:
+                with self.store.guard():
+                    await self.store.client.publish(channel, message)
+            except StoreUnavailable:
+                logger.warning("follower signal not sent: Redis unreachable")
+            if sent is not None:
+                sent.set()
+
     def _on_signal(self, signal: ControlSignal) -> None:
         """A control signal for a run this worker owns (idempotent: see ``_redis_liveness``)."""
         run = self.engine._local(signal.run_id)
@@ -244,6 +274,14 @@ class RedisBackend:
             except ValueError:
                 reason = CancelReason.REQUESTED
             run.cancel(reason)
+        elif signal.kind == "attach":
+            self._remote_followers[run.id] = self._remote_followers.get(run.id, 0) + 1
+            run._attach(remote=True)
+        elif signal.kind == "detach":
+            # Never below zero: an attach lost on the way must not make a detach count twice.
+            if self._remote_followers.get(run.id, 0) > 0:
+                self._remote_followers[run.id] -= 1
+                run._detach(client_gone=signal.detail == "gone", remote=True)
         elif signal.kind == "answer":
             interaction = run._interactions.get(signal.detail)
             if interaction is not None and interaction.state == "pending":
@@ -306,6 +344,7 @@ class RedisBackend:
                     return
         finally:
             del self._forwarding[run.id]
+            self._remote_followers.pop(run.id, None)
             forwarding.lot.unpark_all()
             self._idle.unpark_all()
 
@@ -377,6 +416,7 @@ async def open_redis_backend(
             backend = RedisBackend(engine, store, tailer, nursery, unreachable_after)
             await nursery.start(heartbeat_loop, store, backend._on_signal)
             nursery.start_soon(backend._control)
+            nursery.start_soon(backend._send_notices)
             nursery.start_soon(sweeper_loop, store, config.heartbeat_interval)
             try:
                 yield backend

@@ -17,12 +17,14 @@ While the store is unreachable a wait keeps waiting (the connection sends keepal
 tries again; the owner decides what happens to the run meanwhile.
 
 Only the owner executes a run: :meth:`RemoteRun.cancel` (the transport's shutdown cancel)
-changes nothing, and followers on other workers do not count for the disconnect policy.
+changes nothing. A connection's attach and detach are signalled to the owner (``notify``),
+whose run counts them for its disconnect policy; the first wait of the log waits for the
+attach to be sent, so a follower that has read anything is known to the owner's channel.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,6 +96,8 @@ class RemoteLog:
         if self.closed:
             await trio.sleep_forever()  # a closed log never grows, as for a local log
         if self._follower is None:
+            if self._run._attach_sent is not None:
+                await self._run._attach_sent.wait()
             self._follower = Follower(self._run._tailer, self._run.id, cursor)
             self._base = cursor
         while True:
@@ -132,6 +136,7 @@ class RemoteRun:
         tailer: Tailer,
         config: EngineConfig,
         observer: EngineObserver,
+        notify: Callable[[RemoteRun, str, str, trio.Event | None], None],
     ) -> None:
         self.id = record.id
         self.owner = record.owner
@@ -150,6 +155,8 @@ class RemoteRun:
         self._tailer = tailer
         self._config = config
         self._observer = observer
+        self._notify = notify
+        self._attach_sent: trio.Event | None = None  # set once a connection attached
         self.log = RemoteLog(self)
 
     @property
@@ -208,6 +215,9 @@ class RemoteRun:
 
     def _attach(self) -> None:
         self._observer.connection_opened(self)
+        self._attach_sent = trio.Event()
+        self._notify(self, "attach", "1", self._attach_sent)
 
     def _detach(self, *, client_gone: bool) -> None:
         self.log.close()
+        self._notify(self, "detach", "gone" if client_gone else "done", None)

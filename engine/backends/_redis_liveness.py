@@ -60,9 +60,12 @@ class ControlSignal:
     ``cancel``: ``detail`` is the reason. ``answer``: ``detail`` is the interaction id (read
     the response with :meth:`RedisStore.interaction_state`). ``lost``: the run is no
     longer this worker's (ended elsewhere or expired); ``detail`` is the touch verdict.
+    ``attach`` / ``detach``: a follower on another worker came or went (``detail``:
+    ``gone`` when its client left, ``done`` otherwise), for the disconnect policy; these
+    are pub/sub only, with no durable record.
     """
 
-    kind: Literal["cancel", "answer", "lost"]
+    kind: Literal["cancel", "answer", "lost", "attach", "detach"]
     run_id: str
     detail: str
 
@@ -70,7 +73,7 @@ class ControlSignal:
 def parse_control_message(data: str) -> ControlSignal | None:
     kind, _, rest = data.partition(" ")
     run_id, _, detail = rest.partition(" ")
-    if kind not in ("cancel", "answer") or not run_id or not detail:
+    if kind not in ("cancel", "answer", "attach", "detach") or not run_id or not detail:
         return None
     return ControlSignal(kind, run_id, detail)  # type: ignore[arg-type]
 
