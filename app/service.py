@@ -311,6 +311,12 @@ class Service:
     async def cancel(self, run_id: str, owner: str | None) -> CancelResult:
         return await self.backend.cancel(run_id, owner=owner)
 
+    async def when_done(self, run: RunHandle, owner: str | None) -> RunHandle:
+        """The run once its terminal is recorded, read afresh: a handle to another worker's
+        run is a snapshot (its output and timestamps as they were when it was found)."""
+        await run.wait_done()
+        return await self.find(run.id, owner)
+
     async def settle(self, run: RunHandle) -> Literal["done", "awaiting_input"]:
         """Wait, for a non-streaming request, until the run ends or asks for input.
 

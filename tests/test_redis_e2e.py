@@ -105,6 +105,7 @@ def test_create_on_a_follow_and_cancel_on_b(workers: tuple[Server, Server], tmp_
         answer = http.post(f"/v1/runs/{run_id}/cancel?wait=true")
     assert answer.status_code == 200
     assert answer.json()["status"] == "cancelled"
+    assert answer.json()["run"]["ended_at"] is not None  # the run as recorded at its end
     on_a.read_to_end()
     on_b.read_to_end()
     for follower in (on_a, on_b):
@@ -203,6 +204,18 @@ def test_responses_resume_on_the_other_worker(workers: tuple[Server, Server]) ->
         resumed = list(on_b.responses.retrieve(created.id, stream=True, starting_after=cursor))
         assert [e.model_dump() for e in resumed] == [e.model_dump() for e in full[cursor + 1 :]]
     assert on_b.responses.retrieve(created.id).status == "completed"
+    # Cancelling on B a response running on A answers with the cancelled response.
+    live = on_a.responses.create(
+        model="synthetic",
+        input="x",
+        background=True,
+        metadata={"events": "1000", "interval_ms": "20"},
+    )
+    run_id = "run_" + live.id.removeprefix("resp_")
+    wait_view(b, run_id, lambda v: v["last_seq"] >= 3)
+    cancelled = on_b.responses.cancel(live.id)
+    assert cancelled.status == "cancelled"
+    assert cancelled.output_text.startswith("x")
     bob = openai.OpenAI(base_url=b.url + "/v1", api_key=BOB, max_retries=0)
     with pytest.raises(openai.NotFoundError):
         bob.responses.retrieve(created.id)

@@ -253,10 +253,10 @@ def openai_blueprint(settings: Settings) -> Blueprint:
     async def cancel_response(response_id: str) -> Response:
         """Cancel (idempotent); answers with the response once its terminal is recorded."""
         service = current_service()
+        owner = service.auth.owner()
         run = await _find_response(service, response_id)
-        await service.cancel(run.id, service.auth.owner())
-        await run.wait_done()
-        return json_response(_response_for(run))
+        await service.cancel(run.id, owner)
+        return json_response(_response_for(await service.when_done(run, owner)))
 
     @bp.get("/v1/models")
     @document_response(ModelList, 200)

@@ -191,7 +191,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         if run is None:
             return json_response(CancelAnswer(id=run_id, result=result.result), 202)
         if wait:
-            await run.wait_done()
+            run = await service.when_done(run, owner)
         return json_response(
             CancelAnswer(
                 id=run.id, result=result.result, status=run.status.value, run=run_view(run)
