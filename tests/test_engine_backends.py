@@ -11,6 +11,7 @@ stay on autojump in the other engine test files.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
@@ -363,3 +364,39 @@ async def test_a_follower_on_any_worker_ends_the_grace_period(backends: Any) -> 
         await wait_until(lambda: run._grace_scope is not None)  # and left again
         await reader.cancel(run.id, owner=None)
         await run.wait_done()
+
+
+@pytest.mark.parametrize("seed", range(8))
+async def test_racing_causes_end_in_one_terminal_everyone_agrees_on(
+    backends: Any, seed: int
+) -> None:
+    """Completion, a cancel from the reader, a cancel on the owner and a failure race at
+    random moments: one terminal, the same for the owner and for the reader."""
+    owner, reader = backends
+    rng = random.Random(seed)
+    steps = rng.randint(0, 6)
+    fail_at = rng.choice([None, rng.randint(0, 6)])
+
+    async def racer(ctx: RunContext) -> None:
+        for i in range(steps):
+            if i == fail_at:
+                raise RuntimeError("boom")
+            await ctx.text(f"s{i}")
+            await trio.sleep(rng.uniform(0, 0.005))
+
+    with trio.fail_after(LIMIT):
+        run = await start(owner, racer)
+        async with trio.open_nursery() as nursery:
+
+            async def cancel_later(backend: Backend, delay: float) -> None:
+                await trio.sleep(delay)
+                await backend.cancel(run.id, owner=None)
+
+            nursery.start_soon(cancel_later, reader, rng.uniform(0, 0.02))
+            nursery.start_soon(cancel_later, owner, rng.uniform(0, 0.02))
+        await run.wait_done()
+        here = await read_all(run)
+        there = await read_all(await settled(reader, run.id))
+        assert_contiguous_with_one_terminal(here)
+        assert there == here
+        assert (await reader.find(run.id, owner=None)).outcome == run.outcome

@@ -295,6 +295,30 @@ def test_kill_9_of_the_owner_ends_its_runs_with_worker_lost(
             assert late.status_code == 409
 
 
+def test_sigterm_of_the_owner_ends_its_runs_with_shutdown_for_followers_elsewhere(
+    workers: tuple[Server, Server],
+    redis_server: RedisServer,
+    tmp_path_factory: pytest.TempPathFactory,
+    tmp_path: Path,
+) -> None:
+    _, b = workers
+    env = redis_env(redis_server.url)
+    with run_server(tmp_path_factory.mktemp("stopping"), env, graceful_timeout=1) as stopping:
+        with client(stopping) as http:
+            run_id = http.post(
+                "/v1/runs", json={**ticker_body(tmp_path), "background": True}
+            ).json()["id"]
+        follower = open_stream(b, "GET", f"/v1/runs/{run_id}/events")
+        follower.read_until(lambda f: f.event == "text.delta")
+        os.killpg(stopping.process.pid, signal.SIGTERM)
+        follower.read_to_end(timeout=15)
+    ends = terminals(follower.raw)
+    assert [e["type"] for e in ends] == ["run.cancelled"]
+    assert ends[0]["data"]["reason"] == "shutdown"
+    assert (tmp_path / run_id).read_text() == "cancelled"
+    assert wait_view(b, run_id)["status"] == "cancelled"
+
+
 async def record_queued_run(url: str, sibling: str) -> str:
     """Record a queued run for the worker that owns ``sibling``, with its owner key."""
     config = RedisStoreConfig(heartbeat_interval=0.2, heartbeat_ttl=1.0)
