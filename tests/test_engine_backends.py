@@ -45,11 +45,12 @@ from engine.protocols.native import NativeProjection
 
 from ._engine_helpers import read_all
 from ._redis import clean_url, module_server, wait_until
+from ._sse import native_events
 
 redis_server = pytest.fixture(scope="module")(module_server)
 redis_url = pytest.fixture(clean_url)
 
-CONFIG = EngineConfig(keepalive_interval=0.2, shutdown_grace=2.0)
+CONFIG = EngineConfig(keepalive_interval=0.2, shutdown_grace=2.0, max_chunk_bytes=4096)
 STORE = RedisStoreConfig(heartbeat_interval=0.2, heartbeat_ttl=1.0)
 LIMIT = 15  # seconds: every test's bound
 
@@ -218,6 +219,25 @@ async def test_a_stalled_reader_never_delays_the_producer(backends: Any) -> None
             assert run.status is RunStatus.COMPLETED
             first = await stalled.next_chunk()
             assert first is not None
+
+
+async def test_a_chunk_stays_within_the_byte_budget_on_every_worker(backends: Any) -> None:
+    owner, reader = backends
+
+    async def large(ctx: RunContext) -> None:
+        for i in range(40):
+            await ctx.text(str(i % 10) * 1000)
+
+    with trio.fail_after(LIMIT):
+        run = await start(owner, large)
+        handle = await settled(reader, run.id)
+        chunks = []
+        with Connection(handle, NativeProjection()) as connection:
+            while (chunk := await connection.next_chunk()) is not None:
+                chunks.append(native_events(chunk))
+        texts = [[e for e in events if e["type"] == "text.delta"] for events in chunks]
+        assert sum(len(t) for t in texts) == 40
+        assert max(len(t) for t in texts) <= 4  # 4096 bytes at 1000 a text
 
 
 async def test_human_in_the_loop_answered_from_the_reader(backends: Any) -> None:

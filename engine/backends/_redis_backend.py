@@ -318,14 +318,10 @@ class RedisBackend:
         try:
             while True:
                 await log.wait_beyond(cursor)
-                missing_from, events = log.read(cursor, _BATCH)
-                if missing_from:
-                    # Trimmed here before it could be stored (the store was down that
-                    # long): the stored log cannot stay contiguous; only the end is sent.
-                    events = [event for event in events if event.terminal]
-                    if not events:
-                        cursor = log.last_seq - 1
-                        continue
+                # Events trimmed here before they were stored (the store was down that
+                # long) are skipped: the store refuses the rest as out of order, and only
+                # the terminal, written by finish at its own next seq, still goes in.
+                _, events = log.read(cursor, _BATCH)
                 try:
                     done = await self._write(run, events)
                 except StoreUnavailable:
@@ -361,8 +357,10 @@ class RedisBackend:
                 status=status,
                 interaction=interaction,
             )
-            if result.verdict == "out_of_order" and result.last_seq >= body[-1].seq:
-                pass  # an earlier try was written but its reply was lost
+            if result.verdict == "out_of_order":
+                # An earlier try was written but its reply was lost (the store is ahead),
+                # or events were trimmed here unstored (behind): the body cannot go in.
+                pass
             elif result.verdict != "ok":
                 # Ended in the store (a sweeper, or gone): this worker no longer runs it.
                 logger.warning("run %s: store refused events (%s)", run.id, result.verdict)

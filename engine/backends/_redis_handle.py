@@ -33,7 +33,7 @@ import trio
 from .._config import EngineConfig
 from .._events import CancelReason, Event, EventType, Outcome, RunStatus, outcome_from_event
 from .._observer import EngineObserver
-from .._output import RunOutput
+from .._output import RunOutput, data_bytes
 from ._errors import StoreUnavailable
 from ._redis_model import RunRecord
 from ._redis_tailer import Follower, Tailer
@@ -86,6 +86,14 @@ class RemoteLog:
         events = [event for event in self._events if event.seq > cursor]
         if limit is not None:
             events = events[:limit]
+        if max_bytes is not None:
+            # As the local log does: within the budget, but at least one event.
+            total = 0
+            for index, event in enumerate(events):
+                total += data_bytes(event.data)
+                if total > max_bytes and index:
+                    events = events[:index]
+                    break
         missing_from = cursor + 1 if events and events[0].seq > cursor + 1 else 0
         return missing_from, events
 
