@@ -14,8 +14,9 @@ from ._asgi import Send as _Send
 from ._asgi import on_trio as _on_trio
 from ._asgi import refuse_to_start as _refuse_to_start
 from ._factory import create_app, create_asgi
-from .service import check_store
-from .settings import Settings, SettingsError, load_settings
+from .service import check_store as _check_store
+from .settings import Settings, SettingsError
+from .settings import load_settings as _load_settings
 
 __all__ = ["Settings", "SettingsError", "create_app", "create_asgi", "serve"]
 
@@ -50,10 +51,10 @@ class _LazyService:
 
     async def _build(self) -> None:
         try:
-            settings = load_settings()
+            settings = _load_settings()
             # A store that does not answer now stops the server (a message naming the
             # setting), rather than failing every request later.
-            await check_store(settings)
+            await _check_store(settings)
             self._asgi = create_asgi(settings)
         except (SettingsError, StoreUnavailable) as exc:
             self._failure = f"scopestream cannot start: {exc}"
