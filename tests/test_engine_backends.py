@@ -47,6 +47,8 @@ from ._engine_helpers import read_all
 from ._redis import clean_url, module_server, wait_until
 from ._sse import native_events
 
+pytestmark = pytest.mark.redis
+
 redis_server = pytest.fixture(scope="module")(module_server)
 redis_url = pytest.fixture(clean_url)
 

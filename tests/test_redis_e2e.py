@@ -27,7 +27,7 @@ from ._redis import RedisServer, module_server, run_redis
 from ._server import Server, free_port, run_server, start_expecting_exit
 from ._sse import native_events, parse_sse
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.redis]
 
 redis_server = pytest.fixture(scope="module")(module_server)
 
