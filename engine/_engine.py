@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -62,6 +62,9 @@ class Engine:
         self._live = 0
         self._idle = trio.lowlevel.ParkingLot()
         self._closing = False
+        #: Set by a backend with a shared store: decides an interaction's timeout against
+        #: an answer taken on another worker (see ``Run._referee_timeout``).
+        self._interaction_referee: Callable[[str, str], Awaitable[tuple[str, Any]]] | None = None
 
     # -- creating runs ------------------------------------------------------------------
 

@@ -378,6 +378,8 @@ class Run:
             answer_within if answer_within is not None else self._config.interaction_timeout
         ):
             await interaction._answered.wait()
+        if interaction.state == "pending":
+            await self._referee_timeout(interaction)
         # An answer accepted in the same tick as the deadline wins: answer() already told
         # its caller yes and emitted interaction.resolved, so the run must go on with it.
         if interaction.state == "answered":
@@ -385,6 +387,19 @@ class Run:
         interaction.state = "expired"
         self._fail(ErrorCode.INTERACTION_TIMEOUT, "Nobody answered the run's question in time.")
         await trio.sleep_forever()  # raises Cancelled, as above
+
+    async def _referee_timeout(self, interaction: Interaction) -> None:
+        """With a shared store, an answer may have been taken on another worker and still
+        be on its way here: the store decides between it and this timeout (one
+        compare-and-set), and an answer that won is taken now, so a client told yes is
+        never failed with ``interaction_timeout``. Without a referee (memory backend),
+        every answer is already here."""
+        referee = self._engine._interaction_referee
+        if referee is None:
+            return
+        verdict, response = await referee(self.id, interaction.id)
+        if verdict == "answered" and interaction.state == "pending":
+            self.answer(interaction.id, response)
 
     def _clear_interaction(self) -> None:
         """A decided run answers no more questions: a late answer gets InteractionNotPending."""

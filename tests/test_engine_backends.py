@@ -268,6 +268,32 @@ async def test_human_in_the_loop_answered_from_the_reader(backends: Any) -> None
         assert types.count("interaction.resolved") == 1
 
 
+async def test_an_answer_taken_elsewhere_wins_over_a_timeout_on_the_owner(
+    backends: Any,
+) -> None:
+    owner, reader = backends
+    if hasattr(owner, "_fetch_answer"):
+        # The answer's signal to the owner is held back, as if still on its way when the
+        # owner's timeout fires: only the store knows the answer was taken.
+        async def held_back(run: Any, interaction_id: str) -> None:
+            pass
+
+        owner._fetch_answer = held_back
+
+    async def asks(ctx: RunContext) -> None:
+        answer = await ctx.ask("Proceed?", answer_within=2)
+        await ctx.text(f"answer={answer}")
+
+    with trio.fail_after(LIMIT):
+        run = await start(owner, asks)
+        paused = await until_status(reader, run.id, RunStatus.AWAITING_INPUT)
+        assert paused.pending_interaction is not None
+        await reader.answer(run.id, paused.pending_interaction.id, "yes", owner=None)
+        handle = await settled(reader, run.id)
+        assert handle.status is RunStatus.COMPLETED  # the client was told yes
+        assert handle.output.text() == "answer=yes"
+
+
 async def test_cancel_while_paused_makes_a_late_answer_not_pending(backends: Any) -> None:
     owner, reader = backends
 

@@ -290,6 +290,17 @@ class RedisBackend:
             # The store says the run is no longer this worker's (a sweeper ended it).
             run._fail(ErrorCode.WORKER_LOST, WORKER_LOST_MESSAGE)
 
+    async def _referee(self, run_id: str, interaction_id: str) -> tuple[str, Any]:
+        """The owner's interaction timeout, decided in the store against an answer taken
+        elsewhere: ``("answered", response)`` if the answer won. Bounded, and "expired"
+        when the store cannot say: the question's own timeout has already passed."""
+        with trio.move_on_after(self._unreachable_after):
+            try:
+                return await self.store.expire_interaction(run_id, interaction_id)
+            except StoreUnavailable:
+                pass
+        return "expired", None
+
     async def _fetch_answer(self, run: Run, interaction_id: str) -> None:
         try:
             state, response = await self.store.interaction_state(run.id, interaction_id)
@@ -412,6 +423,7 @@ async def open_redis_backend(
     async with open_redis_store(url, config) as store, open_tailer(store) as tailer:
         async with trio.open_nursery() as nursery:
             backend = RedisBackend(engine, store, tailer, nursery, unreachable_after)
+            engine._interaction_referee = backend._referee
             await nursery.start(heartbeat_loop, store, backend._on_signal)
             nursery.start_soon(backend._control)
             nursery.start_soon(backend._send_notices)
@@ -420,4 +432,5 @@ async def open_redis_backend(
                 yield backend
             finally:
                 await backend._drain(drain_grace)
+                engine._interaction_referee = None
                 nursery.cancel_scope.cancel(reason="redis backend closed")
