@@ -527,11 +527,20 @@ def new_worker_id() -> str:
     return "w_" + secrets.token_hex(8)
 
 
+def _client(url: str) -> coredis.Redis[str]:
+    try:
+        return coredis.Redis.from_url(url, decode_responses=True)
+    except ValueError as exc:
+        raise StoreUnavailable(f"{URL_SETTING} is not a Redis URL: {safe_url(url)}") from exc
+
+
 async def probe_redis(url: str) -> None:
     """Raise :class:`StoreUnavailable` naming ``SCOPESTREAM_REDIS_URL`` unless Redis at
-    ``url`` answers a PING (a service checks this before it starts serving)."""
-    async with open_redis_store(url, worker_id="probe"):
-        pass
+    ``url`` answers a PING (a service checks this before it starts serving). Writes
+    nothing."""
+    client = _client(url)
+    async with client:
+        await RedisStore(client, RedisStoreConfig(), "probe", safe_url(url)).ping()
 
 
 @asynccontextmanager
@@ -548,12 +557,10 @@ async def open_redis_store(
     it alive is :func:`~engine.backends._redis_liveness.heartbeat_loop`'s job. The client is entered here, so open the
     store in a task that lives as long as its users (coredis requires it).
     """
-    where = safe_url(url)
-    try:
-        client: coredis.Redis[str] = coredis.Redis.from_url(url, decode_responses=True)
-    except ValueError as exc:
-        raise StoreUnavailable(f"{URL_SETTING} is not a Redis URL: {where}") from exc
-    store = RedisStore(client, config or RedisStoreConfig(), worker_id or new_worker_id(), where)
+    client = _client(url)
+    store = RedisStore(
+        client, config or RedisStoreConfig(), worker_id or new_worker_id(), safe_url(url)
+    )
     body_error: BaseException | None = None
     async with client:
         try:
