@@ -166,15 +166,8 @@ def steps(scale: Scale, *, generic: bool = False) -> list[Step]:
             "event_bytes": 100,
         }
         out.append(Step("latency", n, "latency", params))
-    for n in scale.latency_levels:
-        params = {
-            "streams": n,
-            "interval_ms": scale.latency_interval_ms,
-            "window_s": scale.latency_window_s,
-            "event_bytes": 100,
-            "per_connection": 10,
-        }
-        out.append(Step("latency_h2", n, "latency_h2", params, http2=True))
+        h2 = {**params, "per_connection": 10}  # as a page following 10 runs on one connection
+        out.append(Step("latency_h2", n, "latency_h2", h2, http2=True))
     for group in ("cancel", "disconnect"):
         for n in scale.control_levels:
             params = {
