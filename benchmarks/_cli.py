@@ -4,23 +4,35 @@ Writes ``results.json`` (every figure's summary, the targets, the machine, one r
 generator job), ``raw.json.gz`` (every job's samples), ``report.md`` and PNG plots into
 ``benchmarks/results/<timestamp>/``, and prints the report. ``--render DIR`` redoes the report
 and plots of an earlier run from its files; ``--update-docs`` copies the report into
-``docs/benchmarks.md``.
+``docs/benchmarks.md``. ``--distributed`` runs only the distributed part (the Redis backend
+against the in-memory one, one worker against two; see :mod:`benchmarks._distributed`) and
+writes the same files, its report going to the docs' "Distributed runs" section.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import gzip
 import json
 import os
 import shlex
+import subprocess
 import sys
 import time
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from . import report
+from ._distributed import (
+    CONFIGS,
+    DISTRIBUTED_FIGURES,
+    DISTRIBUTED_SCALES,
+    finished_runs_facts,
+    run_distributed,
+)
 from ._plan import FIGURES, SCALES
 from ._run import Raw, RunOptions, figures, run_suite, samples_of
 from ._servers import ROOT, Server, local_specs
@@ -29,7 +41,10 @@ from ._target import Target
 __all__ = ["main"]
 
 _DOCS = ROOT / "docs" / "benchmarks.md"
-_START, _END = "<!-- results:start -->", "<!-- results:end -->"
+_MARKERS = {
+    "suite": ("<!-- results:start -->", "<!-- results:end -->"),
+    "distributed": ("<!-- distributed:start -->", "<!-- distributed:end -->"),
+}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,6 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     size.add_argument("--quick", action="store_true", help="smaller run, well under a minute")
     size.add_argument("--smoke", action="store_true", help="tiny run for the test suite")
     p.add_argument("--repeats", type=int, help="override the scale's repeat count")
+    p.add_argument("--distributed", action="store_true",
+                   help="only the distributed part: Redis vs memory backend, 1 vs 2 workers")  # fmt: skip
     p.add_argument(
         "--servers",
         default="scopestream,sse-starlette,floor",
@@ -78,9 +95,10 @@ def _sampler(raw: Raw) -> Any:
     return samples
 
 
-def _update_docs(markdown: str) -> None:
+def _update_docs(markdown: str, part: str) -> None:
     text = _DOCS.read_text()
-    start, end = text.index(_START) + len(_START), text.index(_END)
+    start_mark, end_mark = _MARKERS[part]
+    start, end = text.index(start_mark) + len(start_mark), text.index(end_mark)
     body = markdown.split("\n", 1)[1].replace("\n## ", "\n### ")  # nest under the docs' heading
     _DOCS.write_text(text[:start] + "\n" + body.strip() + "\n" + text[end:])
 
@@ -128,17 +146,24 @@ def _meta(opts: RunOptions, argv: list[str], started: float, load: tuple[float, 
 def _write(out_dir: Path, results: dict[str, Any], raw: Raw, *, update_docs: bool) -> str:
     """(Re)compute figures and targets from ``raw``; write every output file; return the
     markdown report."""
-    servers = list(results["servers"])
-    results["figures"] = figures(raw, servers)
-    results["targets"] = report.evaluate(results["figures"], servers[0])
-    markdown = report.render(results)
+    part = results["meta"].get("part", "suite")
+    if part == "distributed":
+        results["figures"] = figures(raw, list(CONFIGS), DISTRIBUTED_FIGURES)
+        results["comparisons"] = report.compare_distributed(results["figures"])
+        markdown = report.render_distributed(results)
+    else:
+        servers = list(results["servers"])
+        results["figures"] = figures(raw, servers)
+        results["targets"] = report.evaluate(results["figures"], servers[0])
+        markdown = report.render(results)
     (out_dir / "results.json").write_text(json.dumps(results, indent=1, allow_nan=True))
     with gzip.open(out_dir / "raw.json.gz", "wt") as f:
         json.dump(raw, f)
     (out_dir / "report.md").write_text(markdown)
-    plots = report.plot_all(results, _sampler(raw), out_dir)
+    # The distributed part has tables only: its figures are few, one level each.
+    plots = report.plot_all(results, _sampler(raw), out_dir) if part == "suite" else []
     if update_docs:
-        _update_docs(markdown)
+        _update_docs(markdown, part)
     print(f"results: {out_dir} ({len(plots)} plots)", file=sys.stderr)
     return markdown
 
@@ -155,6 +180,50 @@ def _load(out_dir: Path) -> tuple[dict[str, Any], Raw]:
     return results, raw
 
 
+def _versions() -> dict[str, str]:
+    try:
+        out = subprocess.run(
+            ["redis-server", "--version"], capture_output=True, text=True, timeout=5, check=False
+        ).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        out = ""
+    redis = next((w for w in out.split() if w.startswith("v=")), "v=unknown")[2:]
+    found = {"redis-server": redis}
+    for name in ("coredis", "trio", "hypercorn", "quart-trio"):
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    return found
+
+
+def _distributed(args: argparse.Namespace, argv: list[str], out_dir: Path) -> int:
+    scale = DISTRIBUTED_SCALES["smoke" if args.smoke else "quick" if args.quick else "full"]
+    if args.repeats:
+        scale = dataclasses.replace(scale, repeats=args.repeats)
+    started, load = time.time(), os.getloadavg()
+    raw, jobs = run_distributed(scale, out_dir)
+    results: dict[str, Any] = {
+        "meta": {
+            "part": "distributed",
+            "scale": scale.name,
+            "started": time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)),
+            "duration_s": time.time() - started,
+            "command": " ".join([".venv/bin/python -m benchmarks", *map(shlex.quote, argv)]),
+            "pinning": "none (two workers need both cores; Redis and the load generator share "
+            "them)",
+            "machine": report.machine_info(ROOT),
+            "versions": _versions(),
+            "loadavg_before": load,
+            "loadavg_after": os.getloadavg(),
+            "scale_params": dataclasses.asdict(scale),
+        },
+        "configs": dict(CONFIGS),
+        "finished_runs": finished_runs_facts(raw, scale),
+        "jobs": jobs,
+    }
+    print(_write(out_dir, results, raw, update_docs=args.update_docs))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = _parser().parse_args(argv)
@@ -163,6 +232,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     out_dir: Path = args.out or ROOT / "benchmarks" / "results" / time.strftime("%Y%m%d-%H%M%S")
     out_dir.mkdir(parents=True, exist_ok=True)
+    if args.distributed:
+        return _distributed(args, argv, out_dir)
     opts = _options(args, out_dir)
     started, load = time.time(), os.getloadavg()
     raw, jobs = run_suite(opts)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ._capacity import RATE_INTERVAL_MS, search
-from ._plan import FIGURES, Scale, Step, steps
+from ._plan import FIGURES, Figure, Scale, Step, steps
 from ._servers import KEEPALIVE_OFF, ROOT, Server, ServerSpec, pin_preexec, running
 from ._stats import summarise
 
@@ -275,11 +275,11 @@ def samples_of(raw: Raw, group: str, level: int, server: str, field_: str) -> li
     return out
 
 
-def figures(raw: Raw, servers: list[str]) -> dict[str, Any]:
-    """Every figure, at every level it was measured at, for every server: a summary in the
-    figure's unit."""
+def figures(raw: Raw, servers: list[str], figs: Sequence[Figure] = FIGURES) -> dict[str, Any]:
+    """Every figure of ``figs``, at every level it was measured at, for every server (or
+    configuration): a summary in the figure's unit."""
     out: dict[str, Any] = {}
-    for fig in FIGURES:
+    for fig in figs:
         levels: dict[str, Any] = {}
         for level in sorted(raw.get(fig.group, {})):
             row = {}

@@ -23,6 +23,7 @@ from typing import Any
 from ._client import StreamClient, open_exchange, open_stream, request
 from ._client_h2 import H2Stream, H2StreamConnection, open_h2
 from ._procs import tree_rss
+from ._redis import used_memory
 from ._target import Target
 from ._wire import build_request, extract_stamp
 
@@ -75,18 +76,31 @@ async def _gather_limited(
 
 
 async def throughput(
-    target: Target, *, streams: int, events: int, event_bytes: int, max_s: float = 60.0
+    target: Target,
+    *,
+    streams: int,
+    events: int,
+    event_bytes: int,
+    max_s: float = 60.0,
+    spread: Sequence[dict[str, Any]] = (),
 ) -> dict[str, Any]:
     """``streams`` concurrent streams of ``events`` events each, as fast as the server goes.
+    With ``spread`` (more targets), the streams are dealt round-robin over ``target`` and
+    those, as a load balancer would (several workers of one service), and the figure is their
+    aggregate.
 
     The window runs from the first body byte of any stream to the end of the last body (or
     ``max_s``, for a generic stream that does not end); bodies are counted, not parsed, so the
     client spends a ``recv_into`` and a walk over chunk-size lines per read.
     """
-    req = target.stream_request(events=events, event_bytes=event_bytes)
     generic = target.kind == "generic"
+    pool = [target, *(Target(**t) for t in spread)]
+    reqs = [(t, t.stream_request(events=events, event_bytes=event_bytes)) for t in pool]
     clients = await asyncio.gather(
-        *(open_stream(target.host, target.port, req, count_frames=generic) for _ in range(streams))
+        *(
+            open_stream(t.host, t.port, req, count_frames=generic)
+            for t, req in (reqs[i % len(reqs)] for i in range(streams))
+        )
     )
     await asyncio.wait([c.finished for c in clients], timeout=max_s)
     for c in clients:
@@ -317,9 +331,13 @@ async def cancel(
     interval_ms: float,
     after_events: int,
     patience_s: float = 10.0,
+    cancel_via: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Cancel request written (on a connection opened beforehand) -> terminal frame received
-    by the streaming client. The cancel lands at a random point of the producer's interval."""
+    by the streaming client. The cancel lands at a random point of the producer's interval.
+    With ``cancel_via`` (another worker of the same service) the stream is served by
+    ``target`` and the cancel is sent to that other worker."""
+    via = Target(**cancel_via) if cancel_via else target
     samples: list[float] = []
     outcomes: dict[str, int] = {}
     errors: list[str] = []
@@ -327,11 +345,11 @@ async def cancel(
     async def one() -> None:
         client, watch = await _open_watched(target, interval_ms, after_events, patience_s)
         assert client.run_id is not None, "the stream carries no x-run-id header"
-        path = target.run_path(client.run_id, "cancel")
-        exchange = await open_exchange(target.host, target.port)
+        path = via.run_path(client.run_id, "cancel")
+        exchange = await open_exchange(via.host, via.port)
         await asyncio.sleep(random.uniform(0, interval_ms / 1000))
         t0 = time.perf_counter()
-        exchange.send(build_request("POST", target.host, target.port, path))
+        exchange.send(build_request("POST", via.host, via.port, path))
         try:
             async with asyncio.timeout(patience_s):
                 event, t1 = await watch.terminal
@@ -412,6 +430,7 @@ async def idle(
     ramp_limit_s: float = 60.0,
     connect_concurrency: int = 64,
     patience_s: float = 30.0,
+    redis_port: int | None = None,
 ) -> dict[str, Any]:
     """Open idle streams (one event, then only keepalives) up to each level in turn (giving up
     on a level after ``ramp_limit_s``); at each, let the server settle ``settle_s``, hold the
@@ -419,6 +438,8 @@ async def idle(
 
     Memory per stream is (RSS at the level - RSS before any idle stream) / level. Keepalive
     jitter is each gap between two keepalives on one stream minus the configured interval.
+    With ``redis_port`` (a server on the Redis backend), Redis's ``used_memory`` is read beside
+    the RSS, giving what each live stream costs the store as well.
     """
     marks: dict[int, list[float]] = {}
     recording = [False]
@@ -434,6 +455,7 @@ async def idle(
         ).finished
     await asyncio.sleep(0.5)
     baseline = tree_rss(server_pids)
+    redis_baseline = used_memory(redis_port) if redis_port else 0
     clients: list[StreamClient] = []
     failures: list[str] = []
     out: dict[str, Any] = {"baseline_rss": baseline, "levels": {}}
@@ -479,6 +501,10 @@ async def idle(
                 "keepalives": sum(len(t) for t in marks.values()),
                 "ramp_s": ramp,
             }
+            if redis_port:
+                # Blocking, but outside the hold: no keepalive is being timed now.
+                redis_bytes = used_memory(redis_port) - redis_baseline
+                out["levels"][str(level)]["redis_per_stream_bytes"] = redis_bytes / max(1, alive)
     finally:
         for c in clients:
             c.disconnect(reset=True)

@@ -1,0 +1,177 @@
+"""The distributed part's report: every figure per configuration, then the comparisons the
+Redis backend is judged by (the cost of the store, scaling with workers, the cross-worker
+cancel against one Redis round trip plus the local cancel), then the machine."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from ._markdown import _num
+
+__all__ = ["compare_distributed", "render_distributed"]
+
+
+def _stat(figs: dict[str, Any], key: str, config: str, stat: str = "median") -> float:
+    """One statistic of one figure for one configuration, at its only (or largest) level."""
+    levels = figs.get(key, {}).get("levels", {})
+    if not levels:
+        return math.nan
+    row = levels[max(levels, key=int)]
+    value = row.get(config, {}).get(stat, math.nan)
+    return float(value) if value is not None else math.nan
+
+
+def compare_distributed(figs: dict[str, Any]) -> list[dict[str, Any]]:
+    """The comparisons, each ``{"comparison", "measured", "goal", "met"}``: ``goal`` None for
+    a cost that is reported with no target; ``met`` None when a figure it needs is missing or
+    there is no goal."""
+    out: list[dict[str, Any]] = []
+
+    def add(comparison: str, measured: str, goal: str | None, met: bool, *parts: float) -> None:
+        missing = any(math.isnan(p) or p == 0 for p in parts)
+        out.append({
+            "comparison": comparison,
+            "measured": "n/a" if missing else measured,
+            "goal": goal,
+            "met": None if missing or goal is None else met,
+        })  # fmt: skip
+
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else math.nan
+
+    mem, red = (_stat(figs, "throughput_100B", c) for c in ("memory-1w", "redis-1w"))
+    add(
+        "single-stream throughput, Redis ÷ memory (1 worker)",
+        f"{_num(red)} vs {_num(mem)} events/s = {ratio(red, mem):.2f}x",
+        None,
+        True,
+        red,
+        mem,
+    )
+    for stat, label in (("median", "p50"), ("p99", "p99")):
+        mem, red = (_stat(figs, "latency", c, stat) for c in ("memory-1w", "redis-1w"))
+        add(
+            f"added latency {label} at {_level(figs, 'latency')} streams, Redis - memory",
+            f"{_num(red)} - {_num(mem)} ms = {red - mem:+.3g} ms",
+            None,
+            True,
+            red,
+            mem,
+        )
+    one, two = (_stat(figs, "aggregate", c) for c in ("redis-1w", "redis-2w"))
+    add(
+        f"aggregate throughput at {_level(figs, 'aggregate')} streams, 2 workers ÷ 1 (Redis)",
+        f"{_num(two)} vs {_num(one)} events/s = {ratio(two, one):.2f}x",
+        "near-linear: ≥ 1.8x",
+        ratio(two, one) >= 1.8,
+        one,
+        two,
+    )
+    ping = _stat(figs, "redis_ping", "redis")
+    for stat, label in (("median", "p50"), ("p99", "p99")):
+        local, cross = (_stat(figs, "cancel", c, stat) for c in ("redis-1w", "redis-2w"))
+        add(
+            f"cancel → terminal {label}: cross-worker vs same-worker + Redis PING p50",
+            f"{_num(cross)} vs {_num(local)} + {_num(ping)} = {_num(local + ping)} ms",
+            "within one Redis round trip plus the local cancel",
+            cross <= local + ping,
+            cross,
+            local,
+            ping,
+        )
+    return out
+
+
+def _level(figs: dict[str, Any], key: str) -> str:
+    levels = figs.get(key, {}).get("levels", {})
+    return f"{max(map(int, levels)):,}" if levels else "?"
+
+
+def _figure_rows(figs: dict[str, Any], configs: dict[str, str]) -> list[str]:
+    rows = [
+        "| figure | unit | streams | configuration | p50 | tail | samples |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for key, fig in figs.items():
+        tail = "p1" if fig["better"] == "higher" else "p99"
+        for level, row in fig["levels"].items():
+            for config, stats in row.items():
+                if not stats.get("n"):
+                    continue
+                streams = f"{int(level):,}" if int(level) else "—"
+                rows.append(
+                    f"| {fig['title']} (`{key}`) | {fig['unit']}, {tail} | {streams} "
+                    f"| {configs.get(config, config)} | {_num(stats['median'])} "
+                    f"| {_num(stats[tail])} | {stats['n']} |"
+                )
+    return rows
+
+
+def _comparison_rows(comparisons: list[dict[str, Any]]) -> list[str]:
+    rows = ["| comparison | measured | goal | verdict |", "|---|---|---|---|"]
+    for c in comparisons:
+        if c["goal"] is None:
+            goal, verdict = "none: the cost, reported", "—"
+        else:
+            goal = c["goal"]
+            verdict = {True: "met", False: "**missed**", None: "not measured"}[c["met"]]
+        rows.append(f"| {c['comparison']} | {c['measured']} | {goal} | {verdict} |")
+    return rows
+
+
+def render_distributed(results: dict[str, Any]) -> str:
+    meta, figs = results["meta"], results["figures"]
+    machine = meta["machine"]
+    load_b, load_a = meta["loadavg_before"], meta["loadavg_after"]
+    runs = results.get("finished_runs", {})
+    lines = [
+        "# scopestream distributed benchmarks (Redis backend)",
+        "",
+        f"Command: `{meta['command']}` ({meta['duration_s']:.0f} s, {meta['scale']} size). "
+        "Configurations: "
+        + "; ".join(f"**{k}**: {v}" for k, v in results["configs"].items())
+        + ". Two workers are two `hypercorn -k trio app:serve` processes on two ports sharing "
+        "one `redis-server`; the load generator deals streams round-robin over them, and the "
+        "`redis-2w` cancel is sent to the worker that does not serve the stream.",
+        "",
+        "## Comparisons",
+        "",
+        *_comparison_rows(results["comparisons"]),
+        "",
+        "## Figures",
+        "",
+        "Each cell is over all samples of all repeats: the median and a tail (p99 where lower "
+        "is better, p1 where higher is better; throughput has one sample per job).",
+        "",
+        *_figure_rows(figs, results["configs"]),
+        "",
+    ]
+    if runs:
+        lines += [
+            f"Finished runs measured: {runs['runs']} runs of {runs['events']} x 100 B events, "
+            f"{runs['keys_per_run']:g} keys each, read once every key carried the retention "
+            f"expiry ({runs['retention_s']} s; remaining {runs['ttl_s_min']:.0f}-"
+            f"{runs['ttl_s_max']:.0f} s), {runs['settle_s']:.2f} s after the last client had "
+            "its terminal frame (the owner's clients get events before its batched writes "
+            "reach Redis).",
+            "",
+        ]
+    lines += [
+        "## Machine",
+        "",
+        f"- CPU: {machine['cpu_model']}, nproc {machine['nproc']} (both workers, Redis and the "
+        "load generator share these cores: with 2 cores, two workers cannot have a core each "
+        "to themselves); memory "
+        f"{machine['memory']}; Linux {machine['kernel']}",
+        f"- CPython {machine['python']}; "
+        + ", ".join(f"{k} {v}" for k, v in meta["versions"].items()),
+        f"- scopestream commit {machine['commit']}",
+        f"- pinning: {meta['pinning']}",
+        "- load average (1, 5, 15 min) before the run "
+        + " / ".join(f"{x:.2f}" for x in load_b)
+        + ", after "
+        + " / ".join(f"{x:.2f}" for x in load_a)
+        + " (a shared machine: other work ran beside this one)",
+    ]
+    return "\n".join(lines) + "\n"
