@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from ._plan import Figure, Step
+from ._procs import tree_cpu_seconds
 from ._redis import RedisProcess, ping_rtts, run_key_bytes, running_redis, used_memory
 from ._run import Raw, _LoadGenerator, _Progress, _run_job, _store
 from ._servers import KEEPALIVE_OFF, Server, ServerSpec, local_specs, running
@@ -95,7 +96,7 @@ DISTRIBUTED_SCALES: dict[str, DistributedScale] = {
     "full": DistributedScale(
         name="full", repeats=5, single_events=100_000,
         latency_streams=100, latency_interval_ms=100, latency_window_s=3.0,
-        aggregate_streams=200, aggregate_events=100_000, cancel_count=100, ping_count=10_000,
+        aggregate_streams=200, aggregate_events=200_000, cancel_count=100, ping_count=10_000,
         finished_runs=1000, run_events=100, live_streams=(1000, 2000),
     ),
 }  # fmt: skip
@@ -158,13 +159,20 @@ class _Jobs:
 
     def __init__(self, loadgen: _LoadGenerator, total: int) -> None:
         self.loadgen = loadgen
+        self.redis_pid: int | None = None  # the Redis of the phase, for its CPU share
         self.raw: Raw = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
         self.records: list[dict[str, Any]] = []
         self.progress = _Progress(total)
 
     def do(self, config: str, server: Server, step: Step, repeat: int, **extra: Any) -> None:
         as_config = dataclasses.replace(server, name=config)
+        redis = [self.redis_pid] if self.redis_pid else []
+        redis0 = tree_cpu_seconds(redis)
         result, record = _run_job(self.loadgen, as_config, step, extra)
+        if redis and record["wall_s"]:
+            # Over the job as the orchestrator saw it (a little longer than the load
+            # generator's own interval): where the third party's CPU went.
+            record["redis_cpu_share"] = (tree_cpu_seconds(redis) - redis0) / record["wall_s"]
         record["repeat"] = repeat
         self.records.append(record)
         if result is not None:
@@ -181,6 +189,7 @@ def _stream_phase(scale: DistributedScale, jobs: _Jobs, logs: Path) -> None:
     steps = _steps(scale)
     with contextlib.ExitStack() as stack:
         redis: RedisProcess = stack.enter_context(running_redis(logs))
+        jobs.redis_pid = redis.process.pid
         start = {"keepalive": KEEPALIVE_OFF, "cpu": None, "log_dir": logs}
         memory = stack.enter_context(running(local_specs()["scopestream"], **start))
         a = stack.enter_context(running(redis_spec(redis.url), **start))
@@ -242,6 +251,7 @@ def _memory_phase(scale: DistributedScale, jobs: _Jobs, logs: Path) -> None:
     )
     with contextlib.ExitStack() as stack:
         redis = stack.enter_context(running_redis(logs))
+        jobs.redis_pid = redis.process.pid
         spec = redis_spec(redis.url, retention_s=_MEMORY_RETENTION_S)
         server = stack.enter_context(running(spec, keepalive=KEEPALIVE_OFF, cpu=None, log_dir=logs))
         time.sleep(0.5)  # the worker's heartbeat and index keys are written: not the runs' cost

@@ -1,7 +1,8 @@
-"""The benchmark suite: its wire parsers (pure, fast) and one end-to-end smoke run.
+"""The benchmark suite: its wire parsers (pure, fast) and end-to-end smoke runs.
 
-The smoke run checks that every figure was produced for every server (keys present, numbers
-finite), never how large a figure is: speed is measured by ``benchmarks/``, not asserted.
+The smoke runs (the standard suite, and its distributed part on the Redis backend) check that
+every figure was produced for every server (keys present, numbers finite), never how large a
+figure is: speed is measured by ``benchmarks/``, not asserted.
 """
 
 from __future__ import annotations
@@ -15,8 +16,11 @@ from pathlib import Path
 import pytest
 
 from benchmarks._capacity import holds, search
+from benchmarks._distributed import DISTRIBUTED_SCALES
 from benchmarks._plan import FIGURES, SCALES
+from benchmarks._redis import RedisConnection, ping_rtts, run_key_bytes, running_redis, used_memory
 from benchmarks._wire import BodyCounter, ResponseReader, SseReader, extract_stamp
+from benchmarks.report import compare_distributed
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVERS = ["scopestream", "sse-starlette", "floor"]
@@ -165,3 +169,108 @@ def test_smoke_run_produces_every_figure(tmp_path: Path) -> None:
         assert "loadgen_cpu_share" in job and "server_cpu_share" in job, job
     assert (out / "report.md").read_text().startswith("# scopestream benchmarks")
     assert len(list(out.glob("*.png"))) >= 7
+
+
+def _figs(**medians: dict[str, float]) -> dict[str, object]:
+    """Figures as ``benchmarks._run.figures`` shapes them: one level, median = p99."""
+    return {
+        key: {"levels": {"1": {c: {"n": 1, "median": v, "p99": v} for c, v in row.items()}}}
+        for key, row in medians.items()
+    }
+
+
+def test_distributed_comparisons_judge_the_cross_worker_cancel_and_the_scaling() -> None:
+    figs = _figs(
+        throughput_100B={"memory-1w": 100.0, "redis-1w": 50.0},
+        latency={"memory-1w": 1.0, "redis-1w": 3.0},
+        aggregate={"redis-1w": 100.0, "redis-2w": 190.0},
+        cancel={"redis-1w": 2.0, "redis-2w": 2.05},
+        redis_ping={"redis": 0.1},
+    )
+    verdicts = {c["comparison"].split(",")[0].split(":")[0]: c for c in compare_distributed(figs)}
+    assert verdicts["single-stream throughput"]["met"] is None  # a cost: reported, not judged
+    assert "0.50x" in verdicts["single-stream throughput"]["measured"]
+    assert verdicts["aggregate throughput at 1 streams"]["met"] is True  # 1.9x
+    cancel = [c for c in compare_distributed(figs) if c["comparison"].startswith("cancel")]
+    assert [c["met"] for c in cancel] == [True, True]  # 2.05 <= 2 + 0.1
+
+    slow = _figs(aggregate={"redis-1w": 100.0, "redis-2w": 120.0},
+                 cancel={"redis-1w": 2.0, "redis-2w": 2.5}, redis_ping={"redis": 0.1})  # fmt: skip
+    judged = {c["comparison"][:9]: c["met"] for c in compare_distributed(slow)}
+    assert judged["aggregate"] is False
+    assert judged["cancel → "] is False
+    # A figure that was not measured is never a pass.
+    assert all(c["met"] is None and c["measured"] == "n/a" for c in compare_distributed({}))
+
+
+@pytest.mark.redis
+def test_run_key_bytes_groups_a_runs_keys_and_skips_aliases(tmp_path: Path) -> None:
+    with running_redis(tmp_path) as redis, RedisConnection(redis.port) as conn:
+        conn.call("HSET", "ss:{run_a}:rec", "status", "completed")
+        conn.call("XADD", "ss:{run_a}:log", "1-0", "e", "x" * 500)
+        conn.call("PEXPIRE", "ss:{run_a}:rec", 600_000)
+        conn.call("HSET", "ss:{run_b}:rec", "status", "running")
+        conn.call("SET", "ss:{alias:abc}:id", "run_a")
+        conn.call("SET", "ss:worker:{w1}:hb", "1")
+        runs = run_key_bytes(redis.port)
+        assert set(runs) == {"run_a", "run_b"}
+        assert runs["run_a"]["keys"] == 2 and runs["run_b"]["keys"] == 1
+        assert runs["run_a"]["bytes"] > 500  # the log entry's payload is counted
+        assert runs["run_a"]["ttl_ms"] == -1  # the smallest: the log has no expiry
+        ttl = conn.call("PTTL", "ss:{run_a}:rec")
+        assert isinstance(ttl, int) and 0 < ttl <= 600_000
+        assert used_memory(redis.port) > 0
+        assert len(ping_rtts(redis.port, 3)) == 3
+    assert redis.process.poll() is not None  # stopped on the way out
+
+
+@pytest.mark.e2e
+@pytest.mark.redis
+def test_distributed_smoke_run_produces_every_figure(tmp_path: Path) -> None:
+    out = tmp_path / "dist"
+    proc = subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--distributed", "--smoke", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    results = json.loads((out / "results.json").read_text())
+    assert results["meta"]["part"] == "distributed"
+    assert not [job for job in results["jobs"] if "error" in job or job.get("errors")]
+
+    expected = {
+        "throughput_100B": {"memory-1w", "redis-1w"},
+        "latency": {"memory-1w", "redis-1w"},
+        "aggregate": {"redis-1w", "redis-2w"},
+        "cancel": {"memory-1w", "redis-1w", "redis-2w"},
+        "redis_ping": {"redis"},
+        "finished_run_memory": {"redis-1w"},
+        "finished_run_used_memory": {"redis-1w"},
+        "live_stream_memory": {"redis-1w"},
+        "live_stream_rss": {"redis-1w"},
+    }
+    assert set(results["figures"]) == set(expected)
+    missing = []
+    for key, configs in expected.items():
+        levels = results["figures"][key]["levels"]
+        assert levels, key
+        for level, row in levels.items():
+            measured = {c for c, stats in row.items() if stats["n"] > 0}
+            if measured != configs:
+                missing.append(f"{key}@{level}: measured {sorted(measured)}")
+            for config in configs:
+                stats = row[config]
+                if not all(math.isfinite(stats[k]) for k in ("median", "p99", "p1")):
+                    missing.append(f"{key}@{level} {config}: {stats}")
+    assert not missing, "\n".join(missing)
+    assert all(c["measured"] != "n/a" for c in results["comparisons"]), results["comparisons"]
+    # The finished runs were weighed as they are kept: every key at the retention expiry.
+    runs = results["finished_runs"]
+    assert runs["runs"] == DISTRIBUTED_SCALES["smoke"].finished_runs
+    assert 0 < runs["ttl_s_min"] <= runs["ttl_s_max"] <= runs["retention_s"]
+    report = (out / "report.md").read_text()
+    assert report.startswith("# scopestream distributed benchmarks")
+    assert "| cancel → terminal p50" in report

@@ -5,6 +5,7 @@ cancel against one Redis round trip plus the local cancel), then the machine."""
 from __future__ import annotations
 
 import math
+import statistics
 from typing import Any
 
 from ._markdown import _num
@@ -120,6 +121,30 @@ def _comparison_rows(comparisons: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def _cpu_rows(records: list[dict[str, Any]]) -> list[str]:
+    """Per step and configuration, the median CPU share (100% = one core) of the load
+    generator, the scopestream workers (both, for two) and Redis over its jobs."""
+    shares: dict[tuple[str, str], dict[str, list[float]]] = {}
+    for r in records:
+        if "loadgen_cpu_share" not in r:
+            continue
+        cell = shares.setdefault((r["step"], r["server"]), {})
+        for field in ("loadgen_cpu_share", "server_cpu_share", "redis_cpu_share"):
+            if field in r:
+                cell.setdefault(field, []).append(r[field])
+    rows = [
+        "| step | configuration | load generator | workers | Redis |",
+        "|---|---|---|---|---|",
+    ]
+    for (step, config), cell in shares.items():
+        cols = [
+            f"{statistics.median(cell[f]) * 100:.0f}%" if cell.get(f) else "n/a"
+            for f in ("loadgen_cpu_share", "server_cpu_share", "redis_cpu_share")
+        ]
+        rows.append(f"| {step} | {config} | " + " | ".join(cols) + " |")
+    return rows
+
+
 def render_distributed(results: dict[str, Any]) -> str:
     meta, figs = results["meta"], results["figures"]
     machine = meta["machine"]
@@ -158,6 +183,13 @@ def render_distributed(results: dict[str, Any]) -> str:
             "",
         ]
     lines += [
+        "## Where the CPU went",
+        "",
+        "Median CPU time over wall time of each step's jobs (100% = one core busy all the "
+        "time), nothing pinned.",
+        "",
+        *_cpu_rows(results["jobs"]),
+        "",
         "## Machine",
         "",
         f"- CPU: {machine['cpu_model']}, nproc {machine['nproc']} (both workers, Redis and the "
