@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: venv serve test lint typecheck pytest bench bench-quick node-deps system-deps clean
+.PHONY: venv serve test lint typecheck pytest bench bench-quick bench-distributed node-deps system-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks --quick
+
+# The Redis backend against the in-memory one, one worker against two (needs redis-server:
+# make system-deps installs it).
+bench-distributed: $(STAMP)
+	$(BIN)/python -m benchmarks --distributed
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache tests/node/node_modules
