@@ -28,6 +28,7 @@ __all__ = [
     "run_key_bytes",
     "running_redis",
     "used_memory",
+    "wait_no_live_runs",
 ]
 
 Reply = bytes | int | list["Reply"] | None
@@ -88,6 +89,19 @@ def used_memory(port: int) -> int:
         if key == "used_memory":
             return int(value)
     raise RuntimeError("INFO memory reports no used_memory")
+
+
+def wait_no_live_runs(port: int, limit_s: float = 60.0, prefix: str = "ss") -> float | None:
+    """Poll the store's live-run index (``<prefix>:live``, from which a run leaves once its
+    terminal is stored) until it is empty; the ``time.time()`` it was first seen empty, or
+    None past ``limit_s``."""
+    deadline = time.monotonic() + limit_s
+    with RedisConnection(port) as conn:
+        while time.monotonic() < deadline:
+            if conn.call("HLEN", f"{prefix}:live") == 0:
+                return time.time()
+            time.sleep(0.002)
+    return None
 
 
 def ping_rtts(port: int, count: int) -> list[float]:

@@ -114,7 +114,14 @@ async def throughput(
         whole = clients
         events = sum(c.counter.frames for c in clients)
     body = sum(c.counter.bytes for c in clients)
-    window = max(c.t_end for c in clients) - min(c.t_first_body for c in clients if c.t_first_body)
+    first, last = (
+        min(c.t_first_body for c in clients if c.t_first_body),
+        max(c.t_end for c in clients),
+    )
+    window = last - first
+    # The window's ends on the wall clock too, for what happens after it in another process
+    # (a store catching up with what the server already sent).
+    wall_offset = time.time() - time.perf_counter()
     errors = _errors(clients) + ["stream did not complete"] * (len(clients) - len(whole))
     return {
         "events_per_s": events / window,
@@ -122,6 +129,8 @@ async def throughput(
         "events": events,
         "body_bytes": body,
         "window_s": window,
+        "first_wall": first + wall_offset,
+        "last_wall": last + wall_offset,
         "errors": errors[:20],
     }
 
