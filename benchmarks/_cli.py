@@ -32,6 +32,7 @@ from ._distributed import (
     DISTRIBUTED_SCALES,
     finished_runs_facts,
     run_distributed,
+    server_warnings,
 )
 from ._plan import FIGURES, SCALES
 from ._run import Raw, RunOptions, figures, run_suite, samples_of
@@ -150,6 +151,7 @@ def _write(out_dir: Path, results: dict[str, Any], raw: Raw, *, update_docs: boo
     if part == "distributed":
         results["figures"] = figures(raw, list(CONFIGS), DISTRIBUTED_FIGURES)
         results["comparisons"] = report.compare_distributed(results["figures"])
+        results["server_warnings"] = server_warnings(out_dir / "server-logs")
         markdown = report.render_distributed(results)
     else:
         servers = list(results["servers"])

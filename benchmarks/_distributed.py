@@ -58,6 +58,7 @@ __all__ = [
     "finished_runs_facts",
     "redis_spec",
     "run_distributed",
+    "server_warnings",
 ]
 
 # Configuration name -> how the report describes it.
@@ -327,6 +328,17 @@ def finished_runs_facts(raw: Raw, scale: DistributedScale) -> dict[str, Any]:
                 "retention_s": _MEMORY_RETENTION_S,
             }
     return {}
+
+
+def server_warnings(log_dir: Path, limit: int = 20) -> dict[str, Any]:
+    """The warnings and errors the workers logged (their structured JSON lines): a worker
+    declared lost while it was only busy, say, is a finding the figures alone would hide."""
+    lines: list[str] = []
+    for path in sorted(log_dir.glob("scopestream*.log")):
+        for line in path.read_text(errors="replace").splitlines():
+            if '"level": "warning"' in line or '"level": "error"' in line:
+                lines.append(f"{path.stem}: {line}")
+    return {"count": len(lines), "first": lines[:limit]}
 
 
 def run_distributed(scale: DistributedScale, out_dir: Path) -> tuple[Raw, list[dict[str, Any]]]:

@@ -282,4 +282,5 @@ def test_distributed_smoke_run_produces_every_figure(tmp_path: Path) -> None:
     assert 0 < runs["ttl_s_min"] <= runs["ttl_s_max"] <= runs["retention_s"]
     report = (out / "report.md").read_text()
     assert report.startswith("# scopestream distributed benchmarks")
+    assert "No job failed" in report or "## Problems seen" in report
     assert "| cancel → terminal p50" in report

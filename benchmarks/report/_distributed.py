@@ -151,6 +151,23 @@ def _cpu_rows(records: list[dict[str, Any]]) -> list[str]:
     return rows
 
 
+def _problems(results: dict[str, Any]) -> list[str]:
+    """Jobs that failed or lost streams, and what the workers logged as warnings: shown, so
+    that a figure missing samples says why."""
+    failed = [r for r in results["jobs"] if r.get("error") or r.get("errors")]
+    warnings = results.get("server_warnings", {"count": 0, "first": []})
+    if not failed and not warnings["count"]:
+        return ["No job failed, and the workers logged no warning.", ""]
+    lines = ["## Problems seen", ""]
+    for r in failed:
+        what = r.get("error") or "; ".join(r["errors"])
+        lines.append(f"- job `{r['step']}` on {r['server']}, repeat {r.get('repeat')}: {what}")
+    if warnings["count"]:
+        lines.append(f"- the workers logged {warnings['count']} warning(s) or error(s); first:")
+        lines += [f"  - `{w}`" for w in warnings["first"]]
+    return [*lines, ""]
+
+
 def render_distributed(results: dict[str, Any]) -> str:
     meta, figs = results["meta"], results["figures"]
     machine = meta["machine"]
@@ -188,6 +205,7 @@ def render_distributed(results: dict[str, Any]) -> str:
             "reach Redis).",
             "",
         ]
+    lines += _problems(results)
     lines += [
         "## Where the CPU went",
         "",
