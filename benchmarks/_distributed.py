@@ -44,6 +44,7 @@ from ._redis import (
     ping_rtts,
     run_key_bytes,
     running_redis,
+    store_ping_rtts,
     used_memory,
     wait_no_live_runs,
 )
@@ -122,7 +123,10 @@ DISTRIBUTED_FIGURES: tuple[Figure, ...] = (
            "run", "events/s", "higher", "aggregate", "stored_events_per_s"),
     Figure("cancel", "Cancel request → terminal frame (redis-2w: sent to the other worker)",
            "ms", "lower", "cancel", "cancel_s", 1e3),
-    Figure("redis_ping", "Redis PING round trip", "ms", "lower", "ping", "rtt_s", 1e3),
+    Figure("redis_ping", "Redis PING round trip (raw socket)", "ms", "lower", "ping", "rtt_s",
+           1e3),
+    Figure("redis_ping_store", "Redis PING round trip through the workers' client (coredis "
+           "under Trio)", "ms", "lower", "ping", "store_rtt_s", 1e3),
     Figure("finished_run_memory", "Redis memory per finished run at retention "
            "(MEMORY USAGE of its keys)", "KiB", "lower", "finished_runs", "run_bytes", 1 / 1024),
     Figure("finished_run_used_memory", "Redis memory per finished run at retention "
@@ -238,7 +242,11 @@ def _stream_phase(scale: DistributedScale, jobs: _Jobs, logs: Path) -> None:
             for config, server in pair:
                 jobs.do(config, server, steps["cancel"], repeat)
             jobs.do("redis-2w", both, steps["cancel"], repeat, cancel_via=b.target.as_dict())
-        jobs.note("ping", 1, "redis", {"rtt_s": ping_rtts(redis.port, scale.ping_count)})
+        pings = {
+            "rtt_s": ping_rtts(redis.port, scale.ping_count),
+            "store_rtt_s": store_ping_rtts(redis.url, scale.ping_count),
+        }
+        jobs.note("ping", 1, "redis", pings)
 
 
 def _settled_runs(port: int, runs: int, limit_s: float = 30.0) -> tuple[dict[str, Any], float]:

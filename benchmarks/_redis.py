@@ -27,6 +27,7 @@ __all__ = [
     "ping_rtts",
     "run_key_bytes",
     "running_redis",
+    "store_ping_rtts",
     "used_memory",
     "wait_no_live_runs",
 ]
@@ -115,6 +116,27 @@ def ping_rtts(port: int, count: int) -> list[float]:
                 raise RuntimeError("PING did not answer PONG")
             out.append(time.perf_counter() - t0)
     return out
+
+
+def store_ping_rtts(url: str, count: int) -> list[float]:
+    """Seconds per ``PING`` through the workers' own Redis client (the engine's store:
+    coredis under Trio): what one round trip costs a worker, Python included, beside the
+    raw-socket figure of :func:`ping_rtts`. Opening the store writes a heartbeat key for a
+    worker id of its own, which expires with its TTL and owns no run."""
+    import trio
+
+    from engine.backends._redis_store import open_redis_store
+
+    async def pings() -> list[float]:
+        out: list[float] = []
+        async with open_redis_store(url, worker_id="w_benchmark_ping") as store:
+            for _ in range(count):
+                t0 = time.perf_counter()
+                await store.ping()
+                out.append(time.perf_counter() - t0)
+        return out
+
+    return trio.run(pings)
 
 
 def run_key_bytes(port: int, prefix: str = "ss") -> dict[str, dict[str, int]]:

@@ -18,7 +18,14 @@ import pytest
 from benchmarks._capacity import holds, search
 from benchmarks._distributed import DISTRIBUTED_SCALES
 from benchmarks._plan import FIGURES, SCALES
-from benchmarks._redis import RedisConnection, ping_rtts, run_key_bytes, running_redis, used_memory
+from benchmarks._redis import (
+    RedisConnection,
+    ping_rtts,
+    run_key_bytes,
+    running_redis,
+    store_ping_rtts,
+    used_memory,
+)
 from benchmarks._wire import BodyCounter, ResponseReader, SseReader, extract_stamp
 from benchmarks.report import compare_distributed
 
@@ -185,7 +192,7 @@ def test_distributed_comparisons_judge_the_cross_worker_cancel_and_the_scaling()
         latency={"memory-1w": 1.0, "redis-1w": 3.0},
         aggregate={"redis-1w": 100.0, "redis-2w": 190.0},
         cancel={"redis-1w": 2.0, "redis-2w": 2.05},
-        redis_ping={"redis": 0.1},
+        redis_ping_store={"redis": 0.1},
     )
     comparisons = compare_distributed(figs)
 
@@ -202,7 +209,7 @@ def test_distributed_comparisons_judge_the_cross_worker_cancel_and_the_scaling()
     assert [c["met"] for c in cancel] == [True, True]  # 2.05 <= 2 + 0.1
 
     slow = _figs(aggregate={"redis-1w": 100.0, "redis-2w": 120.0},
-                 cancel={"redis-1w": 2.0, "redis-2w": 2.5}, redis_ping={"redis": 0.1})  # fmt: skip
+                 cancel={"redis-1w": 2.0, "redis-2w": 2.5}, redis_ping_store={"redis": 0.1})  # fmt: skip
     judged = compare_distributed(slow)
     assert next(c for c in judged if c["comparison"].startswith("aggregate"))["met"] is False
     assert [c["met"] for c in judged if c["comparison"].startswith("cancel")] == [False, False]
@@ -228,6 +235,7 @@ def test_run_key_bytes_groups_a_runs_keys_and_skips_aliases(tmp_path: Path) -> N
         assert isinstance(ttl, int) and 0 < ttl <= 600_000
         assert used_memory(redis.port) > 0
         assert len(ping_rtts(redis.port, 3)) == 3
+        assert len(store_ping_rtts(redis.url, 3)) == 3
     assert redis.process.poll() is not None  # stopped on the way out
 
 
@@ -256,6 +264,7 @@ def test_distributed_smoke_run_produces_every_figure(tmp_path: Path) -> None:
         "aggregate_stored": {"redis-1w", "redis-2w"},
         "cancel": {"memory-1w", "redis-1w", "redis-2w"},
         "redis_ping": {"redis"},
+        "redis_ping_store": {"redis"},
         "finished_run_memory": {"redis-1w"},
         "finished_run_used_memory": {"redis-1w"},
         "live_stream_memory": {"redis-1w"},
