@@ -1,17 +1,55 @@
 """The ASGI transport: serve one connection to a run over ASGI ``send``/``receive``.
 
 This is the only engine module that speaks a network protocol, and it needs no web
-framework: an embedder can serve runs with hypercorn and a ten-line ASGI app (see
-``docs/embedding.md``).
+framework. It is the one transport core: embedders serve runs with it on hypercorn and a
+ten-line ASGI app (see ``docs/embedding.md``), and the HTTP service hands every stream to
+it once Quart has routed, authenticated and validated the request.
+
+Theory of operation
+-------------------
 
 The connection scope::
 
     connection scope (a nursery in the request task)
     ├── writer              the only task that calls ``send``; also ticks keepalives
-    └── disconnect watcher  the only task that calls ``receive``
+    └── disconnect watcher  the only task that calls ``receive``; also guards stuck writes
 
-The writer ends the scope after the terminal frame; the watcher ends it when the client
-disconnects (and the run's disconnect policy decides what happens to the run).
+* The response head waits for the run's first producer event, its terminal or the first
+  keepalive tick (so a run that fails before producing anything can be a real HTTP
+  error), and goes out in the same shielded step as the first chunk.
+* **A send, once begun, is finished.** hypercorn advances its HTTP state before it
+  writes, so a send cancelled half-way would drop its bytes from the middle of the stream;
+  and it does its connection bookkeeping inside the final send (close the socket after
+  ``Connection: close`` or HTTP/1.0, or get ready for the next request), so cancelling
+  that one leaves a client waiting forever for EOF or for its next answer. So the writer
+  runs shielded, and cancellation reaches it only between sends: whoever would cancel it
+  (the watcher, on a disconnect or on the request being cancelled) *releases* it, which
+  drops the shield at once if the writer is waiting for events, or right after the send
+  in flight. One shield per stream, nothing per event. The final send also makes
+  hypercorn report ``http.disconnect``: that is the end of the response, not the client
+  leaving, and the watcher treats it so.
+* **A send that cannot finish is abandoned.** hypercorn shields its socket writes too, so a
+  client that stops reading holds a send however it is cancelled. Once the connection is
+  being shut down (the request task is cancelled from outside), the watcher gives the
+  writer until the delivery deadline (``terminal_delivery_timeout`` later); a send still
+  in flight then has its transport aborted (the socket is reset, see
+  :mod:`engine._sockets`), which fails the write and lets the writer return.
+
+Termination paths:
+
+=====================================  ================================================
+the writer hands out the terminal      it goes out as the last body message; the
+(or a slow-consumer frame)             writer cancels the scope; the watcher ends
+the client disconnects                 the watcher marks the connection gone and
+                                       cancels the scope; the run's disconnect policy
+                                       decides what happens to the run
+the request is cancelled from outside  the run is cancelled with ``shutdown``; the
+(server shutdown)                      writer drains up to the terminal and sends it as
+                                       the end of the response (a head first if none
+                                       went out), shielded until the delivery deadline;
+                                       at that deadline a send still in flight has its
+                                       transport aborted
+=====================================  ================================================
 """
 
 from __future__ import annotations
@@ -23,13 +61,21 @@ import trio
 
 from ._connections import Connection
 from ._engine import Engine
+from ._events import CancelReason
 from ._runs import Producer
+from ._sockets import reset_connection
 from .protocols._base import Projection
 
-__all__ = ["ASGIReceive", "ASGISend", "serve_connection", "stream_run"]
+__all__ = ["ASGIReceive", "ASGISend", "Abort", "serve_connection", "stream_run"]
 
 ASGISend = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 ASGIReceive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+#: Abandons a write that cannot complete by breaking the request's transport (see the
+#: module docstring). The default resets the request's socket under Trio socket servers
+#: such as hypercorn's Trio worker.
+Abort = Callable[[], None]
+
+_JSON = (b"content-type", b"application/json")
 
 
 async def serve_connection(
@@ -39,6 +85,7 @@ async def serve_connection(
     *,
     extra_headers: Iterable[tuple[bytes, bytes]] = (),
     early_failure: bool = True,
+    abort: Abort | None = None,
 ) -> None:
     """Stream ``connection`` as one HTTP response; return when it is over.
 
@@ -46,71 +93,177 @@ async def serve_connection(
     keepalive tick, whichever comes first. With ``early_failure``, a run that failed
     before producing anything is answered with an HTTP error status and a JSON body.
 
-    If the calling task is cancelled (server shutdown), the terminal frame is still
-    delivered, shielded for at most ``terminal_delivery_timeout`` seconds, before
-    :class:`trio.Cancelled` propagates; if the response had not started, it starts then.
+    If the calling task is cancelled (server shutdown), the run is cancelled with reason
+    ``shutdown`` and its terminal frame is still delivered, for at most
+    ``terminal_delivery_timeout`` seconds, before :class:`trio.Cancelled` propagates; if
+    the response had not started, it starts then. A write still stuck at that deadline is
+    abandoned with ``abort`` (default: reset the request's socket).
     """
-    headers = [*connection.projection.headers, *extra_headers]
+    exchange = _Exchange(connection, send, receive, extra_headers, abort)
     with connection:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(_watch_disconnect, connection, receive, nursery.cancel_scope)
-            await _write(connection, send, headers, early_failure)
+            nursery.start_soon(exchange.watch, nursery.cancel_scope)
+            try:
+                await exchange.write(early_failure)
+            finally:
+                exchange.writer_done.set()
             nursery.cancel_scope.cancel(reason="response complete")
 
 
-async def _write(
-    connection: Connection,
-    send: ASGISend,
-    headers: list[tuple[bytes, bytes]],
-    early_failure: bool,
-) -> None:
-    started: bool | None = False  # None: answered with an HTTP error instead of a stream
-    try:
-        if early_failure:
-            failed = await connection.wait_first()
-            answer = connection.projection.early_failure(failed) if failed else None
-            if answer is not None:
-                connection.close_reason = "finished"
-                started = None  # this response is the JSON error, whatever happens next
-                status, body = answer
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": status,
-                        "headers": [(b"content-type", b"application/json")],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body, "more_body": False})
-                return
-        chunk = await connection.next_chunk()
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
-        started = True
-        while chunk is not None:
-            await send({"type": "http.response.body", "body": chunk, "more_body": True})
-            chunk = await connection.next_chunk()
-        await send({"type": "http.response.body", "body": b"", "more_body": False})
-    except trio.Cancelled:
-        # Cancelled (the server is shutting down) before or while streaming: the client is
-        # still owed the run's terminal, even if the response has not started yet.
-        if started is not None and not connection.client_gone and not connection.finished:
-            timeout = connection.run._config.terminal_delivery_timeout
-            with trio.move_on_after(timeout, shield=True):
-                rest = await connection.drain()
-                if not started:
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                await send({"type": "http.response.body", "body": rest, "more_body": False})
-        raise
+class _Exchange:
+    """One response: the writer's and the watcher's shared state."""
+
+    __slots__ = (
+        "_abort",
+        "_deadline",
+        "_headers",
+        "_receive",
+        "_released",
+        "_send",
+        "_sending",
+        "_shield",
+        "_started",
+        "_task",
+        "connection",
+        "ending",
+        "writer_done",
+    )
+
+    def __init__(
+        self,
+        connection: Connection,
+        send: ASGISend,
+        receive: ASGIReceive,
+        extra_headers: Iterable[tuple[bytes, bytes]],
+        abort: Abort | None,
+    ) -> None:
+        self.connection = connection
+        self._send = send
+        self._receive = receive
+        self._headers = [*connection.projection.headers, *extra_headers]
+        self._abort = abort
+        self._task = trio.lowlevel.current_task()
+        self._shield = trio.CancelScope(shield=True)  # the writer's; see _release
+        self._released = False
+        self._sending = False
+        self._started = False
+        self._deadline: float | None = None  # set once the request is being shut down
+        #: The final send has begun: from now on an ``http.disconnect`` is the server ending
+        #: the exchange, and there is nothing left to deliver.
+        self.ending = False
+        self.writer_done = trio.Event()
+
+    # -- the writer ---------------------------------------------------------------------
+
+    async def write(self, early_failure: bool) -> None:
+        connection = self.connection
+        with self._shield:
+            try:
+                if early_failure:
+                    failed = await connection.wait_first()
+                    answer = connection.projection.early_failure(failed) if failed else None
+                    if answer is not None:
+                        connection.close_reason = "finished"
+                        status, body = answer
+                        length = (b"content-length", str(len(body)).encode())
+                        await self._finish(_start(status, [_JSON, length]), _body(body, False))
+                        return
+                chunk = await connection.next_chunk()
+                self._started = True  # the head goes out with the first chunk, whatever comes
+                head = _start(200, self._headers)
+                if chunk is None or connection.finished:
+                    await self._finish(head, _body(chunk or b"", False))
+                    return
+                await self._send_all(head, _body(chunk, True))
+                while (chunk := await connection.next_chunk()) is not None:
+                    if connection.finished:  # the terminal (or slow-consumer) frame: the end
+                        await self._finish(_body(chunk, False))
+                        return
+                    await self._send_all(_body(chunk, True))
+                await self._finish(_body(b"", False))
+            except trio.Cancelled:
+                if not self.ending and not connection.client_gone:
+                    await self._deliver_the_terminal()
+                raise
+
+    async def _deliver_the_terminal(self) -> None:
+        """Cancelled from outside before the end: the client is still owed the run's
+        terminal, even if the response has not started yet."""
+        deadline = self._shutting_down()
+        with trio.move_on_at(deadline, shield=True):
+            rest = await self.connection.drain()
+            head = () if self._started else (_start(200, self._headers),)
+            self._started = True
+            await self._finish(*head, _body(rest, False))
+
+    async def _finish(self, *messages: MutableMapping[str, Any]) -> None:
+        self.ending = True
+        await self._send_all(*messages)
+
+    async def _send_all(self, *messages: MutableMapping[str, Any]) -> None:
+        self._sending = True
+        try:
+            for message in messages:
+                await self._send(message)
+        finally:
+            self._sending = False
+        if self._released:
+            self._shield.shield = False  # a cancellation waited for this send to finish
+
+    def _release(self) -> None:
+        """Let cancellation reach the writer: now if it is waiting for events, after its
+        send otherwise (see the module docstring)."""
+        self._released = True
+        if not self._sending:
+            self._shield.shield = False
+
+    # -- the disconnect watcher ---------------------------------------------------------
+
+    async def watch(self, scope: trio.CancelScope) -> None:
+        try:
+            while (await self._receive())["type"] != "http.disconnect":
+                pass  # request body bytes: a stream has no use for them
+        except trio.Cancelled:
+            if not self.writer_done.is_set():
+                self._release()
+                await self._guard()
+            raise
+        if self.ending:
+            return  # the server ending the exchange inside the final send
+        self.connection.disconnected()
+        self._release()
+        scope.cancel(reason="client disconnected")
+
+    async def _guard(self) -> None:
+        """The request is cancelled from outside while the writer is still at work: give it
+        until the delivery deadline, then abort a send that is still stuck."""
+        deadline = self._shutting_down()
+        with trio.move_on_at(deadline, shield=True):
+            await self.writer_done.wait()
+        if self._sending:
+            if self._abort is not None:
+                self._abort()
+            else:
+                reset_connection(self._task)
+
+    def _shutting_down(self) -> float:
+        """The delivery deadline, fixed the first time either task sees the request being
+        cancelled; the run is cancelled then, so that it stops producing and its terminal
+        exists to be delivered."""
+        if self._deadline is None:
+            config = self.connection.run._config
+            self._deadline = trio.current_time() + config.terminal_delivery_timeout
+            if not self.connection.finished:
+                self.connection.run.cancel(CancelReason.SHUTDOWN)
+        return self._deadline
 
 
-async def _watch_disconnect(
-    connection: Connection, receive: ASGIReceive, scope: trio.CancelScope
-) -> None:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            connection.disconnected()
-            scope.cancel(reason="client disconnected")
-            return
+def _start(status: int, headers: list[tuple[bytes, bytes]]) -> MutableMapping[str, Any]:
+    return {"type": "http.response.start", "status": status, "headers": headers}
+
+
+def _body(body: bytes, more_body: bool) -> MutableMapping[str, Any]:
+    return {"type": "http.response.body", "body": body, "more_body": more_body}
 
 
 async def stream_run(
@@ -119,6 +272,8 @@ async def stream_run(
     send: ASGISend,
     receive: ASGIReceive,
     projection: Projection,
+    *,
+    abort: Abort | None = None,
     **run_options: Any,
 ) -> None:
     """Run ``producer`` attached to this request and stream it: the run's scope lives in the
@@ -129,4 +284,5 @@ async def stream_run(
             send,
             receive,
             extra_headers=[(b"x-run-id", run.id.encode())],
+            abort=abort,
         )

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import pytest
@@ -12,10 +13,14 @@ import trio.testing
 from engine import (
     Cancelled,
     CancelReason,
+    CloseReason,
     Connection,
+    Engine,
     EngineConfig,
     EngineError,
+    EngineObserver,
     ErrorCode,
+    Run,
     RunContext,
     open_engine,
 )
@@ -59,7 +64,10 @@ async def test_attached_stream_completes(autojump_clock: trio.testing.MockClock)
     assert headers[b"x-run-id"].startswith(b"run_")
     events = native_events(asgi.body)
     assert [e["type"] for e in events] == ["run.started"] + ["text.delta"] * 3 + ["run.completed"]
-    assert asgi.sent[-1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    # The terminal frame ends the response: one body message, the last.
+    assert asgi.sent[-1]["more_body"] is False
+    assert native_events(asgi.sent[-1]["body"])[-1]["type"] == "run.completed"
+    assert all(m["more_body"] for m in asgi.sent[1:-1])
 
 
 async def test_disconnect_cancels_an_attached_run_and_its_producer_cleans_up(
@@ -253,3 +261,129 @@ async def test_terminal_delivery_gives_up_after_its_timeout(
                 run.cancel(CancelReason.SHUTDOWN)
         assert stalled.is_set()
         assert trio.current_time() == pytest.approx(2.5 + 3, abs=0.01)
+
+
+class HypercornLikeASGI:
+    """A server that, like hypercorn, takes a message (advancing its HTTP state) before it
+    writes it, and reports ``http.disconnect`` from inside the final send, where it also does
+    its connection bookkeeping (close or get ready for the next request)."""
+
+    def __init__(self) -> None:
+        self.taken: list[dict[str, Any]] = []
+        self.written: list[dict[str, Any]] = []
+        self.gate: trio.Event | None = None  # set: body writes wait for it (cancellable)
+        self.waiting = trio.Event()
+        self.bookkeeping_done = False
+        self._to_app, self._from_server = trio.open_memory_channel[dict[str, Any]](10)
+
+    async def send(self, message: Any) -> None:
+        self.taken.append(dict(message))
+        if self.gate is not None and message["type"] == "http.response.body":
+            self.waiting.set()
+            await self.gate.wait()  # like hypercorn's send lock: a cancellable wait
+        await trio.lowlevel.checkpoint()
+        self.written.append(dict(message))
+        if message["type"] == "http.response.body" and not message.get("more_body", False):
+            await self._to_app.send({"type": "http.disconnect"})
+            await trio.lowlevel.checkpoint()  # the app's reader runs here
+            self.bookkeeping_done = True
+
+    async def receive(self) -> dict[str, Any]:
+        return await self._from_server.receive()
+
+    @property
+    def body(self) -> bytes:
+        return b"".join(m.get("body", b"") for m in self.written[1:])
+
+
+async def test_a_send_in_flight_when_the_request_is_cancelled_is_finished(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A server that already took a chunk must get to write it: the client sees every
+    event up to the shutdown terminal, with no gap."""
+    asgi = HypercornLikeASGI()
+
+    async def request(engine: Engine, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            task_status.started(scope)
+            await stream_run(engine, ticker(100), asgi.send, asgi.receive, NativeProjection())
+
+    async with open_engine() as engine:
+        async with trio.open_nursery() as nursery:
+            request_scope = await nursery.start(request, engine)
+            await trio.sleep(3.5)
+            asgi.gate = trio.Event()
+            await asgi.waiting.wait()
+            request_scope.cancel(reason="server shutting down")
+            await trio.sleep(0.5)
+            asgi.gate.set()
+    events = native_events(asgi.body)
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert events[-1]["type"] == "run.cancelled"
+    assert events[-1]["data"] == {"reason": "shutdown"}
+    assert asgi.taken == asgi.written
+
+
+async def test_the_final_send_is_not_cut_short_by_the_disconnect_it_causes(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The ``http.disconnect`` that the server reports from inside the final send is the end
+    of the response: the send (and the server's bookkeeping in it) runs to its end, and the
+    connection closes as finished, not as a client that left."""
+    closes: list[str] = []
+
+    class Closes(EngineObserver):
+        def connection_closed(self, run: Run, reason: CloseReason) -> None:
+            closes.append(reason)
+
+    asgi = HypercornLikeASGI()
+    async with open_engine(observer=Closes()) as engine:
+        await stream_run(engine, ticker(3), asgi.send, asgi.receive, NativeProjection())
+    assert asgi.bookkeeping_done
+    assert closes == ["finished"]
+    assert native_events(asgi.body)[-1]["type"] == "run.completed"
+
+
+async def test_a_write_stuck_at_shutdown_is_aborted_at_the_delivery_deadline(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """A client that stopped reading holds a write that ignores cancellation (hypercorn
+    shields its socket writes). When the request is cancelled, the run is cancelled at once
+    (it stops producing), and at the delivery deadline the transport is aborted, which
+    fails the write and ends the request."""
+    aborted_at: list[float] = []
+    broken = trio.Event()
+
+    async def stuck_send(message: Any) -> None:
+        if message["type"] == "http.response.body":
+            with trio.CancelScope(shield=True):
+                with trio.move_on_after(1000):  # a test's bound; TCP's is far longer
+                    await broken.wait()
+
+    def abort() -> None:
+        aborted_at.append(trio.current_time())
+        broken.set()
+
+    never = FakeASGI()
+    config = EngineConfig(terminal_delivery_timeout=3)
+    async with open_engine(config) as engine:
+        with trio.CancelScope() as request_scope:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(
+                    functools.partial(
+                        stream_run,
+                        engine,
+                        ticker(10_000),
+                        stuck_send,
+                        never.receive,
+                        NativeProjection(),
+                        abort=abort,
+                    )
+                )
+                await trio.sleep(5)
+                (run,) = engine.runs()
+                request_scope.cancel(reason="server shutting down")
+        assert trio.current_time() == pytest.approx(5 + 3, abs=0.01)
+    assert aborted_at == [pytest.approx(5 + 3, abs=0.01)]
+    assert run.outcome == Cancelled(CancelReason.SHUTDOWN)
+    assert run.terminal_at == pytest.approx(5, abs=0.01)
