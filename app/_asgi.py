@@ -1,14 +1,27 @@
 """The ASGI entry point, ``app:serve``, around the Quart app.
 
-It does two things Quart cannot:
+It does what Quart cannot:
 
 * refuse to start on anything but Trio (``hypercorn -k asyncio`` cannot run a Trio app),
   with a message naming the right command, instead of answering 500s (see
   :func:`refuse_to_start`);
+* serve streams with the engine's transport core. A streaming route hands its
+  ``Connection`` over (:meth:`RequestExtension.hand_off`) and returns; once Quart is done
+  with the request, :func:`engine.asgi.serve_connection` streams it on the raw ASGI
+  ``send``/``receive`` — the same writer and disconnect watcher that embedders use, and no
+  Quart response loop or quart-trio tasks for the life of the stream;
 * record, per request, whether the client disconnected. quart-trio's message reader
-  cancels the request when ``http.disconnect`` arrives; the stream needs to know that this
-  cancellation was the client leaving (cancel or keep the run, by its policy) and not the
-  server shutting down (deliver the terminal, then close).
+  cancels the request when ``http.disconnect`` arrives; a non-streaming wait needs to know
+  that this cancellation was the client leaving (the run's policy applies) and not the
+  server shutting down;
+* let every answer end the HTTP exchange properly. hypercorn closes the socket (after
+  ``Connection: close`` or HTTP/1.0) or gets ready for the next request *inside* the
+  response's final ``send``, and reports ``http.disconnect`` from within it; quart-trio's
+  reader would cancel that very send, leaving the client waiting for EOF or for its next
+  answer. So that disconnect is held back from Quart. And an answer given before the
+  request body has arrived (404, 405, 413, 415, a cancel with a body) first waits, bounded,
+  for the rest of the body, so the connection can take the next request; past the bound
+  it answers with ``Connection: close`` instead.
 """
 
 from __future__ import annotations
@@ -18,14 +31,27 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
+from dataclasses import dataclass
 from typing import Any
 
 import trio
 
+from engine import Connection
+from engine.asgi import serve_connection
 from engine.protocols.native import error_body
 
-__all__ = ["TRIO_ONLY", "ScopestreamASGI", "on_trio", "refuse_to_start", "request_extension"]
+__all__ = [
+    "DISCARD_BYTES",
+    "DISCARD_SECONDS",
+    "TRIO_ONLY",
+    "RequestExtension",
+    "ScopestreamASGI",
+    "StreamHandoff",
+    "on_trio",
+    "refuse_to_start",
+    "request_extension",
+]
 
 logger = logging.getLogger("scopestream.app")
 
@@ -36,20 +62,138 @@ Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
 TRIO_ONLY = (
     "scopestream runs on Trio only; start it with the Trio worker: hypercorn -k trio app:serve"
 )
+#: An answer given before the request body arrived waits for at most this many more body
+#: bytes, for at most this long, and then closes the connection instead of reusing it.
+DISCARD_BYTES = 4 * 1024 * 1024
+DISCARD_SECONDS = 5.0
 _KEY = "scopestream"
+_DISCONNECT: MutableMapping[str, Any] = {"type": "http.disconnect"}
+
+
+@dataclass(frozen=True, slots=True)
+class StreamHandoff:
+    """A stream for the transport core to serve once Quart is done with the request."""
+
+    connection: Connection
+    headers: tuple[tuple[bytes, bytes], ...]
+    early_failure: bool
 
 
 class RequestExtension:
-    """Per-request transport facts shared with the response body."""
+    """Per-request transport state, shared by the entry point, the routes and the service."""
 
-    __slots__ = ("disconnected", "on_exit", "send")
+    __slots__ = (
+        "_body_complete",
+        "_body_expected",
+        "_body_limit",
+        "_body_received",
+        "_body_settled",
+        "_ending",
+        "_receive",
+        "_send",
+        "disconnected",
+        "handoff",
+    )
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._receive = receive
+        self._send = send
         self.disconnected = trio.Event()
-        self.send = send
-        #: Called when the request ends, however it ends (the streaming body registers its
-        #: cleanup here, for a request cancelled before Quart entered the body).
-        self.on_exit: Callable[[], None] | None = None
+        self.handoff: StreamHandoff | None = None
+        self._ending = False  # the answer's final send has begun
+        self._body_expected = _content_length(scope)
+        self._body_received = 0
+        self._body_complete = False
+        self._body_limit: int | None = None  # set while an early answer waits for the body
+        self._body_settled = trio.Event()
+
+    def hand_off(
+        self,
+        connection: Connection,
+        headers: Iterable[tuple[str, str]] = (),
+        *,
+        early_failure: bool = True,
+    ) -> None:
+        """Have ``connection`` streamed by the transport core as this request's answer; what
+        the route returns is then not sent."""
+        raw = tuple(
+            (name.lower().encode("latin-1"), value.encode("latin-1")) for name, value in headers
+        )
+        self.handoff = StreamHandoff(connection, raw, early_failure)
+
+    # -- what Quart sees --------------------------------------------------------------
+
+    async def quart_receive(self) -> MutableMapping[str, Any]:
+        message = await self._receive()
+        kind = message["type"]
+        if kind == "http.request":
+            self._body_received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                self._body_complete = True
+                self._body_settled.set()
+            elif self._body_limit is not None and self._body_received > self._body_limit:
+                self._body_settled.set()
+        elif kind == "http.disconnect":
+            if self._ending:
+                # hypercorn ends the exchange inside the final send (see the module
+                # docstring): Quart must not hear of it, or it cancels that send. Quart
+                # cancels this reader itself once the send has returned.
+                await trio.sleep_forever()
+            self.disconnected.set()
+        return message
+
+    async def quart_send(self, message: MutableMapping[str, Any]) -> None:
+        if self.handoff is not None:
+            return  # the transport core answers, once Quart is done
+        kind = message["type"]
+        if kind == "http.response.start":
+            if not await self._wait_for_body():
+                headers = [*message.get("headers", ()), (b"connection", b"close")]
+                message = {**message, "headers": headers}
+        elif kind == "http.response.body" and not message.get("more_body", False):
+            self._ending = True
+        await self._send(message)
+
+    async def _wait_for_body(self) -> bool:
+        """Before an answer: True once the whole request body has arrived (the connection
+        can take the next request), False if it did not within the discard bounds."""
+        if self._body_complete:
+            return True
+        expected = self._body_expected
+        if expected is not None and expected - self._body_received > DISCARD_BYTES:
+            return False
+        self._body_limit = self._body_received + DISCARD_BYTES
+        with trio.move_on_after(DISCARD_SECONDS):
+            await self._body_settled.wait()
+        return self._body_complete
+
+    # -- what the transport core sees -------------------------------------------------
+
+    async def core_receive(self) -> MutableMapping[str, Any]:
+        if self.disconnected.is_set():
+            return _DISCONNECT  # Quart's reader heard it first
+        return await self._receive()
+
+    async def serve_handoff(self) -> None:
+        handoff = self.handoff
+        assert handoff is not None
+        await serve_connection(
+            handoff.connection,
+            self._send,
+            self.core_receive,
+            extra_headers=handoff.headers,
+            early_failure=handoff.early_failure,
+        )
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", ()):
+        if name.lower() == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
 
 
 def request_extension(scope: Mapping[str, Any]) -> RequestExtension | None:
@@ -68,20 +212,15 @@ class ScopestreamASGI:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        ext = RequestExtension(send)
-
-        async def watched_receive() -> MutableMapping[str, Any]:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                ext.disconnected.set()
-            return message
-
+        ext = RequestExtension(scope, receive, send)
         scope = {**scope, "extensions": {**(scope.get("extensions") or {}), _KEY: ext}}
         try:
-            await self.app(scope, watched_receive, send)
+            await self.app(scope, ext.quart_receive, ext.quart_send)
         finally:
-            if ext.on_exit is not None:
-                ext.on_exit()
+            if ext.handoff is not None:
+                # Served even when this request is being cancelled: the core then delivers
+                # the run's shutdown terminal (bounded) before the cancellation goes on.
+                await ext.serve_handoff()
 
 
 def on_trio() -> bool:

@@ -40,6 +40,9 @@ class RawStream:
         self.raw = b""  # the de-chunked body read so far
         self._frames_returned = 0
         self.eof = False
+        #: The body ended as an HTTP message ends (the last chunk, or Content-Length bytes),
+        #: not by the socket closing.
+        self.complete = False
 
     def _recv(self) -> bool:
         data = self.sock.recv(65536)
@@ -70,7 +73,7 @@ class RawStream:
             self._buffer = b""
             length = self.headers.get("content-length")
             if length is not None and len(self.raw) >= int(length):
-                self.eof = True
+                self.eof = self.complete = True
                 return False
             return len(self.raw) > before or self._recv()
         while b"\r\n" in self._buffer:
@@ -81,7 +84,7 @@ class RawStream:
             self.raw += rest[:size]
             self._buffer = rest[size + 2 :]
             if size == 0:
-                self.eof = True
+                self.eof = self.complete = True
                 return False
         return len(self.raw) > before or self._recv()
 
@@ -125,6 +128,9 @@ class RawStream:
     def body_json(self) -> Any:
         return json.loads(self.read_to_end())
 
+    def closed_by_server(self, timeout: float = 5) -> bool:
+        return closed_by_server(self.sock, timeout)
+
     def close(self) -> None:
         self.sock.close()
 
@@ -136,8 +142,94 @@ class RawStream:
         self.sock.close()
 
 
+def closed_by_server(sock: socket.socket, timeout: float) -> bool:
+    """True if the server closes ``sock`` within ``timeout`` seconds (sending nothing more
+    before it); False if it is still open then."""
+    sock.settimeout(timeout)
+    try:
+        return sock.recv(1) == b""
+    except TimeoutError:
+        return False
+    except ConnectionResetError:
+        return True
+
+
 TERMINALS = {"run.completed", "run.failed", "run.cancelled"}
 
 
 def is_terminal(frame: Frame) -> bool:
     return frame.event in TERMINALS
+
+
+class RawConnection:
+    """Several requests, one after the other, on one socket: exact bytes out, each response
+    read whole (Content-Length or chunked), and a check that the server closed the socket."""
+
+    def __init__(self, port: int, timeout: float = 10) -> None:
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self._buffer = b""
+
+    def send(self, data: bytes) -> None:
+        self.sock.sendall(data)
+
+    def _fill(self) -> None:
+        data = self.sock.recv(65536)
+        if not data:
+            raise ConnectionError("closed by the server")
+        self._buffer += data
+
+    def _take_line(self) -> bytes:
+        while b"\r\n" not in self._buffer:
+            self._fill()
+        line, self._buffer = self._buffer.split(b"\r\n", 1)
+        return line
+
+    def _take(self, size: int) -> bytes:
+        while len(self._buffer) < size:
+            self._fill()
+        data, self._buffer = self._buffer[:size], self._buffer[size:]
+        return data
+
+    def response(self) -> tuple[int, dict[str, str], bytes]:
+        """The next response: status, headers (lower-case names), de-chunked body."""
+        while b"\r\n\r\n" not in self._buffer:
+            self._fill()
+        head, self._buffer = self._buffer.split(b"\r\n\r\n", 1)
+        status_line, *header_lines = head.decode("latin-1").split("\r\n")
+        headers = {}
+        for line in header_lines:
+            name, _, value = line.partition(":")
+            headers[name.strip().lower()] = value.strip()
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while size := int(self._take_line(), 16):
+                body += self._take(size)
+                self._take_line()
+            self._take_line()  # after the last chunk: the end of the message
+        else:
+            body = self._take(int(headers.get("content-length", "0")))
+        return int(status_line.split()[1]), headers, body
+
+    def closed_by_server(self, timeout: float = 5) -> bool:
+        return closed_by_server(self.sock, timeout)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+def http_request(
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    headers: dict[str, str] | None = None,
+    version: str = "1.1",
+) -> bytes:
+    """The bytes of one request; ``Content-Length`` is added for a body unless given."""
+    lines = [f"{method} {path} HTTP/{version}", "Host: 127.0.0.1"]
+    given = {name.lower() for name in (headers or {})}
+    for name, value in (headers or {}).items():
+        lines.append(f"{name}: {value}")
+    if body and "content-length" not in given:
+        lines.append(f"Content-Length: {len(body)}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body

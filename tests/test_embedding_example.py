@@ -48,6 +48,9 @@ def test_embedding_example_streams_a_run(tmp_path: Path) -> None:
                 time.sleep(0.05)
         assert stream.status == 200
         stream.read_to_end()
+        assert stream.complete
+        # It asked for Connection: close: the server closes once the response is whole.
+        assert stream.closed_by_server(timeout=5)
         events = [f.json() for f in parse_sse(stream.raw) if f.id]
         assert [e["type"] for e in events] == ["run.started"] + ["text.delta"] * 4 + [
             "run.completed"

@@ -79,7 +79,7 @@ def ai_sdk_blueprint() -> Blueprint:
             metadata={"protocol": "ai_sdk"},
         )
         projection = UIMessageStreamProjection(message_id="msg_" + run.id.removeprefix("run_"))
-        return await stream_response(Connection(run, projection), headers=[("x-run-id", run.id)])
+        return stream_response(Connection(run, projection), headers=[("x-run-id", run.id)])
 
     @bp.get("/api/chat/<chat_id>/stream")
     @document_response(UIMessageStream, 200)
@@ -94,6 +94,6 @@ def ai_sdk_blueprint() -> Blueprint:
         if run is None or run.status.terminal:
             return no_content()
         projection = UIMessageStreamProjection(message_id="msg_" + run.id.removeprefix("run_"))
-        return await stream_response(Connection(run, projection), early_failure=False)
+        return stream_response(Connection(run, projection), early_failure=False)
 
     return bp

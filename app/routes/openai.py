@@ -174,9 +174,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
                 created=created,
                 include_usage=include_usage,
             )
-            return await stream_response(
-                Connection(run, projection), headers=[("x-run-id", run.id)]
-            )
+            return stream_response(Connection(run, projection), headers=[("x-run-id", run.id)])
         if await service.settle(run) == "awaiting_input":
             return execution_accepted(run)
         outcome = run.outcome
@@ -218,9 +216,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
                 created_at=int(run.created_at),
                 background=data.background,
             )
-            return await stream_response(
-                Connection(run, projection), headers=[("x-run-id", run.id)]
-            )
+            return stream_response(Connection(run, projection), headers=[("x-run-id", run.id)])
         if data.background:
             return json_response(_response_for(run), headers={"x-run-id": run.id})
         if await service.settle(run) == "awaiting_input":
@@ -245,7 +241,7 @@ def openai_blueprint(settings: Settings) -> Blueprint:
             return json_response(_response_for(run))
         _check_starting_after(run, after)
         projection = _responses_projection(run, response_id, after)
-        return await stream_response(Connection(run, projection), early_failure=False)
+        return stream_response(Connection(run, projection), early_failure=False)
 
     @bp.post("/v1/responses/<response_id>/cancel")
     @document_response(ResponseObject, 200)

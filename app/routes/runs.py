@@ -109,7 +109,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         )
         location = run_path(run.id)
         if data.stream:
-            return await stream_response(
+            return stream_response(
                 Connection(run, NativeProjection()),
                 headers=[("x-run-id", run.id), ("Location", location)],
             )
@@ -163,7 +163,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         header = cursor_param("Last-Event-ID", request.headers.get("Last-Event-ID"))
         name, after = ("after", query) if query is not None else ("Last-Event-ID", header)
         check_cursor_within(name, after, run.last_seq, last_field="last_seq")
-        return await stream_response(
+        return stream_response(
             Connection(run, NativeProjection(), cursor=after or 0),
             headers=[("x-run-id", run.id)],
             early_failure=False,
