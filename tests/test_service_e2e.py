@@ -487,6 +487,7 @@ def test_sigterm_delivers_the_shutdown_terminal(tmp_path: Path, markers: Path, t
             server.process.send_signal(signal.SIGTERM)
         for stream in streams:
             stream.read_to_end(timeout=20)
+            assert stream.complete  # the last chunk, not just the socket closing
             frames = [f for f in parse_sse(stream.raw) if f.id]
             assert frames[-1].event == "run.cancelled"
             assert frames[-1].json()["data"] == {"reason": "shutdown"}
