@@ -4,7 +4,6 @@ traceback. Route code raises :class:`ApiError`; everything else is mapped here."
 from __future__ import annotations
 
 import logging
-import math
 import secrets
 from typing import Any
 
@@ -52,8 +51,8 @@ class ApiError(Exception):
 def failure_headers(outcome: object) -> dict[str, str]:
     """Headers of an HTTP error answering a failed run: ``Retry-After`` when the failure
     says when to retry (an upstream's rate limit), in whole seconds as HTTP wants."""
-    if isinstance(outcome, Failed) and outcome.error.retry_after is not None:
-        return {"Retry-After": str(math.ceil(outcome.error.retry_after))}
+    if isinstance(outcome, Failed) and (value := outcome.error.retry_after_header) is not None:
+        return {"Retry-After": value}
     return {}
 
 

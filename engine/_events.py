@@ -10,6 +10,7 @@ stored: they exist only on one connection.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -155,6 +156,11 @@ class ErrorInfo:
         if self.retry_after is not None:  # only when known: most failures have none
             out["retry_after"] = self.retry_after
         return out
+
+    @property
+    def retry_after_header(self) -> str | None:
+        """``retry_after`` as an HTTP ``Retry-After`` value: whole seconds, rounded up."""
+        return None if self.retry_after is None else str(math.ceil(self.retry_after))
 
 
 @dataclass(frozen=True, slots=True)

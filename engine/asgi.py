@@ -162,11 +162,13 @@ class _Exchange:
                 if early_failure:
                     failed = await connection.wait_first()
                     answer = connection.projection.early_failure(failed) if failed else None
-                    if answer is not None:
+                    if failed is not None and answer is not None:
                         connection.close_reason = "finished"
                         status, body = answer
-                        length = (b"content-length", str(len(body)).encode())
-                        await self._finish(_start(status, [_JSON, length]), _body(body, False))
+                        headers = [_JSON, (b"content-length", str(len(body)).encode())]
+                        if (retry_after := failed.error.retry_after_header) is not None:
+                            headers.append((b"retry-after", retry_after.encode()))
+                        await self._finish(_start(status, headers), _body(body, False))
                         return
                 chunk = await connection.next_chunk()
                 self._started = True  # the head goes out with the first chunk, whatever comes
