@@ -35,6 +35,8 @@ ENV = {
     "SCOPESTREAM_PRODUCERS": "ticker=tests.fixtures.producers:ticker",
     "SCOPESTREAM_TERMINAL_DELIVERY_TIMEOUT": str(DELIVERY_TIMEOUT),
     "SCOPESTREAM_SHUTDOWN_GRACE": str(SHUTDOWN_GRACE),
+    # The stuck client's run produces tens of MiB before and during the shutdown.
+    "SCOPESTREAM_MAX_OUTPUT_BYTES": str(256 * 1024 * 1024),
 }
 # Every stage of a shutdown (a worker that got the signal by itself waits out the grace
 # twice), plus room for a busy machine. Without the abort, a parent-only SIGTERM does not
@@ -94,12 +96,12 @@ def test_a_client_that_stopped_reading_does_not_hold_up_shutdown(
         streams = [RawStream(server.port, "POST", "/v1/runs", ticker(markers)) for _ in range(10)]
         for stream in streams:
             stream.read_until(lambda f: f.event == "text.delta")
-        stuck = NonReadingClient(server.port, ticker(markers, pad=65536, interval_ms=5))
-        # 400 ticks of 64 KiB are far more than the socket buffers hold: the server's write
-        # to this client is stuck (and the run goes on producing).
+        stuck = NonReadingClient(server.port, ticker(markers, pad=65536, interval_ms=10))
+        # 200 ticks of 64 KiB (12.5 MiB) are far more than the socket buffers hold (a few
+        # MiB): the server's write to this client is stuck, and the run goes on producing.
         with server.client() as client:
             deadline = time.monotonic() + 60
-            while client.get(f"/v1/runs/{stuck.run_id}").json()["last_seq"] < 400:
+            while client.get(f"/v1/runs/{stuck.run_id}").json()["last_seq"] < 200:
                 assert time.monotonic() < deadline, "the stuck client's run did not progress"
                 time.sleep(0.05)
         signal_server(server, target)
