@@ -97,7 +97,9 @@ async def serve_connection(
     ``shutdown`` and its terminal frame is still delivered, for at most
     ``terminal_delivery_timeout`` seconds, before :class:`trio.Cancelled` propagates; if
     the response had not started, it starts then. A write still stuck at that deadline is
-    abandoned with ``abort`` (default: reset the request's socket).
+    abandoned with ``abort`` (default: reset the request's socket). A terminal that does not
+    exist by then (another worker's run goes on) is not made up: the response is left
+    unfinished, an interrupted stream for the client to resume.
     """
     exchange = _Exchange(connection, send, receive, extra_headers, abort)
     with connection:
