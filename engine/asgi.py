@@ -232,6 +232,9 @@ class _Exchange:
                 self._release()
                 await self._guard()
             raise
+        except BaseException:
+            self._release()  # receive failed: the nursery cancels the writer, let it see that
+            raise
         if self.ending:
             return  # the server ending the exchange inside the final send
         self.connection.disconnected()

@@ -387,3 +387,25 @@ async def test_a_write_stuck_at_shutdown_is_aborted_at_the_delivery_deadline(
     assert aborted_at == [pytest.approx(5 + 3, abs=0.01)]
     assert run.outcome == Cancelled(CancelReason.SHUTDOWN)
     assert run.terminal_at == pytest.approx(5, abs=0.01)
+
+
+async def test_a_failing_receive_ends_the_stream_at_once(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The writer is shielded between sends; a watcher whose ``receive`` raises still lets
+    the error end the connection then, not when the run ends."""
+
+    async def broken_receive() -> dict[str, Any]:
+        await trio.sleep(2)
+        raise RuntimeError("the transport broke")
+
+    asgi = FakeASGI()
+    raised_at = None
+    async with open_engine() as engine:
+        run = engine.start_run(ticker(100))
+        try:
+            await serve_connection(Connection(run, NativeProjection()), asgi.send, broken_receive)
+        except* RuntimeError:
+            raised_at = trio.current_time()
+        engine.cancel(run.id)
+    assert raised_at == pytest.approx(2, abs=0.01)
