@@ -89,6 +89,7 @@ class RequestExtension:
         "_body_received",
         "_body_settled",
         "_ending",
+        "_http1",
         "_receive",
         "_send",
         "disconnected",
@@ -101,6 +102,9 @@ class RequestExtension:
         self.disconnected = trio.Event()
         self.handoff: StreamHandoff | None = None
         self._ending = False  # the answer's final send has begun
+        # Only an HTTP/1 connection carries the next request after this one's body; an
+        # HTTP/2 stream ends by itself (and ``Connection`` is not an HTTP/2 header).
+        self._http1 = scope.get("http_version", "1.1") in ("1.0", "1.1")
         self._body_expected = _content_length(scope)
         self._body_received = 0
         self._body_complete = False
@@ -146,7 +150,7 @@ class RequestExtension:
         if self.handoff is not None:
             return  # the transport core answers, once Quart is done
         kind = message["type"]
-        if kind == "http.response.start":
+        if kind == "http.response.start" and self._http1:
             if not await self._wait_for_body():
                 headers = [*message.get("headers", ()), (b"connection", b"close")]
                 message = {**message, "headers": headers}

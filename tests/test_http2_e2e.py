@@ -15,7 +15,9 @@ import httpx
 import pytest
 import trustme
 
-from ._h2 import H2Client
+from app._asgi import DISCARD_BYTES, DISCARD_SECONDS
+
+from ._h2 import H2Client, H2Response
 from ._server import Server, run_server
 from ._sse import Frame
 
@@ -173,3 +175,46 @@ def test_httpx_streams_over_http2(server: Server, tls: tuple[Path, Path, ssl.SSL
             raw = b"".join(response.iter_bytes())
     assert b"event: run.completed" in raw
     assert raw.count(b"event: run.") == 2  # run.started and the one terminal
+
+
+def test_an_answer_before_the_body_arrived_ends_only_its_stream(h2: H2Client) -> None:
+    """HTTP/2 needs no draining and forbids ``Connection``: a 413 given before the body
+    arrived ends its own stream, and the connection serves the next one."""
+    stream_id = h2.conn.get_next_available_stream_id()
+    head = [
+        (":method", "POST"),
+        (":path", "/v1/runs"),
+        (":scheme", "https" if isinstance(h2.sock, ssl.SSLSocket) else "http"),
+        (":authority", "localhost"),
+        ("content-type", "application/json"),
+        ("content-length", str(100 * DISCARD_BYTES)),
+    ]
+    h2.conn.send_headers(stream_id, head)
+    h2.conn.send_data(stream_id, b" " * 1000)
+    response = h2.responses[stream_id] = H2Response()
+    h2._flush()
+    h2.wait(lambda: response.ended or response.reset)
+    assert response.status == 413
+    assert "connection" not in response.headers
+    assert h2.fetch("GET", "/healthz").status == 200
+
+
+def test_an_answer_does_not_wait_for_the_rest_of_the_body(h2: H2Client) -> None:
+    """Over HTTP/1.1 an early answer waits (bounded) for the rest of the body so the
+    connection can be reused; an HTTP/2 stream has no connection to save, so it answers at
+    once, while the client still owes most of its body."""
+    stream_id = h2.conn.get_next_available_stream_id()
+    head = [
+        (":method", "POST"),
+        (":path", "/no/such/route"),
+        (":scheme", "https" if isinstance(h2.sock, ssl.SSLSocket) else "http"),
+        (":authority", "localhost"),
+        ("content-type", "application/json"),
+        ("content-length", "2000"),
+    ]
+    h2.conn.send_headers(stream_id, head)
+    h2.conn.send_data(stream_id, b" " * 10)
+    response = h2.responses[stream_id] = H2Response()
+    h2._flush()
+    h2.wait(lambda: response.ended or response.reset, timeout=DISCARD_SECONDS / 2)
+    assert response.status == 404
