@@ -18,10 +18,10 @@ It does what Quart cannot:
   ``Connection: close`` or HTTP/1.0) or gets ready for the next request *inside* the
   response's final ``send``, and reports ``http.disconnect`` from within it; quart-trio's
   reader would cancel that very send, leaving the client waiting for EOF or for its next
-  answer. So that disconnect is held back from Quart. And an answer given before the
-  request body has arrived (404, 405, 413, 415, a cancel with a body) first waits, bounded,
-  for the rest of the body, so the connection can take the next request; past the bound
-  it answers with ``Connection: close`` instead.
+  answer. So that disconnect is held back from Quart. And over HTTP/1 an answer given
+  before the request body has arrived (404, 405, 413, 415, a cancel with a body) first
+  waits, bounded, for the rest of the body, so the connection can take the next request;
+  past the bound it answers with ``Connection: close`` instead.
 """
 
 from __future__ import annotations
