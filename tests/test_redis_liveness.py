@@ -119,6 +119,35 @@ async def test_a_beating_worker_is_not_swept(redis_url: str) -> None:
             nursery.cancel_scope.cancel()
 
 
+async def test_a_slow_pass_over_many_runs_does_not_let_the_heartbeat_lapse(
+    redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A busy worker owning many runs: touching them all takes longer than the heartbeat
+    TTL. The worker's own key must still be renewed on time, or the sweepers would end the
+    runs of a live worker."""
+    with trio.fail_after(15):
+        async with (
+            open_redis_store(redis_url, CONFIG, worker_id="w_a") as a,
+            open_redis_store(redis_url, CONFIG, worker_id="w_s") as s,
+            trio.open_nursery() as nursery,
+        ):
+            for i in range(20):
+                await a.create_run(f"run_{i}", producer="p")
+            touch = a.touch
+
+            async def slow_touch(run_id: str) -> list[str]:
+                await trio.sleep(0.05)  # 20 runs: a 1 s pass, against a 0.4 s TTL
+                return await touch(run_id)
+
+            monkeypatch.setattr(a, "touch", slow_touch)
+            await nursery.start(heartbeat_loop, a, lambda signal: None)
+            for _ in range(30):  # 1.5 s: more than one whole slow pass
+                assert await s.worker_alive("w_a")
+                assert await sweep(s) == []
+                await trio.sleep(0.05)
+            nursery.cancel_scope.cancel()
+
+
 async def test_a_lost_worker_runs_end_once_with_worker_lost(redis_url: str) -> None:
     with trio.fail_after(15):
         async with (

@@ -46,6 +46,7 @@ __all__ = [
     "parse_control_message",
     "sweep",
     "sweeper_loop",
+    "touch_owned",
 ]
 
 logger = logging.getLogger("scopestream.redis")
@@ -103,7 +104,13 @@ async def beat_once(store: RedisStore, on_signal: Callable[[ControlSignal], None
     """One heartbeat: renew the worker's key, then every owned run's keys, delivering the
     durable signals found (see the module's docstring)."""
     await store.beat()
-    for run_id in store.owned:
+    await touch_owned(store, on_signal)
+
+
+async def touch_owned(store: RedisStore, on_signal: Callable[[ControlSignal], None]) -> None:
+    """Renew every owned run's keys (one script call each) and deliver the durable signals
+    found in their records."""
+    for run_id in list(store.owned):
         result = await store.touch(run_id)
         if result[0] != "live":
             on_signal(ControlSignal("lost", run_id, result[0]))
@@ -122,15 +129,36 @@ async def heartbeat_loop(
 ) -> None:
     """Beat every ``heartbeat_interval`` until cancelled; reports started after the first
     beat. A beat that cannot reach Redis is logged and retried on the next interval: the
-    heartbeat key may expire meanwhile, and then the sweepers end this worker's runs."""
-    await beat_once(store, on_signal)
-    task_status.started()
+    heartbeat key may expire meanwhile, and then the sweepers end this worker's runs.
+
+    The worker's own key is renewed by a task of its own, on a fixed cadence: touching the
+    owned runs takes one round trip each, and on a busy worker with hundreds of runs that
+    pass can outlast the heartbeat TTL. Renewed after it, the key expired, and the sweepers
+    ended the runs of a worker that was alive and serving them."""
+    interval = store.config.heartbeat_interval
+    await store.beat()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(_renew_loop, store, interval)
+        await touch_owned(store, on_signal)
+        task_status.started()
+        while True:
+            await trio.sleep(interval)
+            try:
+                await touch_owned(store, on_signal)
+            except StoreUnavailable:
+                logger.warning("touching the runs of %s failed: Redis unreachable", store.worker_id)
+
+
+async def _renew_loop(store: RedisStore, interval: float) -> None:
+    due = trio.current_time()
     while True:
-        await trio.sleep(store.config.heartbeat_interval)
+        due += interval
+        await trio.sleep_until(due)
         try:
-            await beat_once(store, on_signal)
+            await store.beat()
         except StoreUnavailable:
             logger.warning("heartbeat of %s failed: Redis unreachable", store.worker_id)
+        due = max(due, trio.current_time())  # after a stall, beat on, do not catch up
 
 
 async def sweep(store: RedisStore) -> list[str]:
