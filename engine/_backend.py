@@ -65,7 +65,8 @@ class Backend(Protocol):
         ...
 
     async def recent_runs(self, owner: str | None, limit: int) -> list[RunHandle]:
-        """This owner's ``limit`` most recently created runs, newest first."""
+        """This owner's ``limit`` most recently created runs, newest first, for a list:
+        a handle's ``output`` may be left empty (a list never shows it)."""
         ...
 
     def statistics(self) -> dict[str, int]: ...

@@ -126,6 +126,28 @@ def test_create_on_a_follow_and_cancel_on_b(workers: tuple[Server, Server], tmp_
             assert http.get(f"/v1/runs/{run_id}/events").status_code == 404
 
 
+def test_either_worker_lists_the_runs_of_both(workers: tuple[Server, Server]) -> None:
+    a, b = workers
+    body = {"producer": "synthetic", "input": {"events": 2}, "background": True}
+    created: list[str] = []
+    for server in (a, b, a, b):  # alternate, so the newest-first order spans both workers
+        with client(server) as http:
+            created.append(http.post("/v1/runs", json=body).json()["id"])
+    with client(b, BOB) as http:
+        bobs = http.post("/v1/runs", json=body).json()["id"]
+    for server in (a, b):
+        with client(server) as http:
+            listed = [
+                run["id"] for run in http.get("/v1/runs", params={"limit": 100}).json()["data"]
+            ]
+        mine = [run_id for run_id in listed if run_id in created]
+        assert mine == created[::-1]  # every one, newest first, from whichever worker
+        assert bobs not in listed  # another key's run is never listed
+        with client(server) as http:
+            newest = http.get("/v1/runs", params={"limit": 2}).json()["data"]
+        assert [run["id"] for run in newest] == created[::-1][:2]
+
+
 def test_answer_on_b_and_409_from_both(workers: tuple[Server, Server]) -> None:
     a, b = workers
     body = {"producer": "synthetic", "input": {"events": 3, "ask_at": 1}, "background": True}

@@ -32,7 +32,12 @@ from engine import (
     RunStatus,
 )
 from engine.backends import StoreUnavailable
-from engine.backends._redis_store import RedisStore, RedisStoreConfig, open_redis_store
+from engine.backends._redis_store import (
+    RECENT_RUNS_KEPT,
+    RedisStore,
+    RedisStoreConfig,
+    open_redis_store,
+)
 from tests._redis import clean_url, module_server, run_redis, wait_until
 
 pytestmark = pytest.mark.redis
@@ -270,10 +275,31 @@ async def test_nothing_is_left_after_many_finished_runs_and_the_retention(
             for key in await a.client.keys("*"):
                 assert await a.client.pttl(key) > 0, key
 
-            async def empty() -> bool:
-                return await a.client.dbsize() == 0
+            # What outlives the runs is the owner's recent-runs index (for listing): one key,
+            # bounded, with an expiry of its own (checked above).
+            index = a.recent_key(None)
+            assert await a.client.zcard(index) == 40 <= RECENT_RUNS_KEPT
 
-            await wait_until(empty)
+            async def only_the_index_left() -> bool:
+                return set(await a.client.keys("*")) == {index}
+
+            await wait_until(only_the_index_left)
+
+
+async def test_the_recent_runs_index_keeps_the_newest_runs_and_expires(redis_url: str) -> None:
+    config = RedisStoreConfig(retention=1, max_log_events=50, live_ttl=600)
+    with trio.fail_after(10):
+        async with store(redis_url, "w_a", config) as a:
+            for i in range(RECENT_RUNS_KEPT + 5):
+                await a.create_run(f"run_{i}", producer="p", owner="key_x")
+            newest = await a.recent_run_ids("key_x", 3)
+            assert newest == [
+                f"run_{i}" for i in range(RECENT_RUNS_KEPT + 4, RECENT_RUNS_KEPT + 1, -1)
+            ]
+            index = a.recent_key("key_x")
+            assert await a.client.zcard(index) == RECENT_RUNS_KEPT  # bounded
+            assert 0 < await a.client.pttl(index) <= 601_000  # live TTL + retention
+            assert await a.recent_run_ids(None, 3) == []  # another owner's index
 
 
 # -- interactions ------------------------------------------------------------------------

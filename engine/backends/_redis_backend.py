@@ -42,7 +42,6 @@ from typing import Any
 
 import trio
 
-from .._backend import recent_local_runs
 from .._config import DisconnectPolicy
 from .._engine import CancelResult, Engine
 from .._errors import InteractionError, RunNotFound
@@ -59,7 +58,7 @@ from ._redis_liveness import (
     heartbeat_loop,
     sweeper_loop,
 )
-from ._redis_model import RedisStoreConfig
+from ._redis_model import RedisStoreConfig, RunRecord
 from ._redis_store import RedisStore, open_redis_store
 from ._redis_tailer import Tailer, open_tailer
 
@@ -167,9 +166,12 @@ class RedisBackend:
                     return local
         if record is None or record.owner != owner:
             raise RunNotFound(run_id)
+        return self._remote(record, await self._output(record.id))
+
+    def _remote(self, record: RunRecord, output: RunOutput) -> RemoteRun:
         return RemoteRun(
             record,
-            await self._output(record.id),
+            output,
             tailer=self.tailer,
             config=self.engine.config,
             observer=self.engine.observer,
@@ -188,8 +190,24 @@ class RedisBackend:
             cursor = result.events[-1].seq
 
     async def recent_runs(self, owner: str | None, limit: int) -> list[RunHandle]:
-        """This worker's runs only: the store keeps no per-owner index."""
-        return recent_local_runs(self.engine, owner, limit)
+        """The owner's newest runs, whichever worker created them, from the store's
+        per-owner index. A list shows no output, so another worker's run is read from its
+        record alone (not folded from its log, as :meth:`find` does): its handle's
+        ``output`` is empty. Runs whose keys expired are skipped."""
+        runs: list[RunHandle] = []
+        # Twice the limit: some of the newest may have expired (or been refused) since.
+        for run_id in await self.store.recent_run_ids(owner, 2 * limit):
+            local = self._owned(run_id, owner)
+            if local is not None:
+                runs.append(local)
+            else:
+                record = await self.store.get_record(run_id)
+                if record is None or record.owner != owner:
+                    continue
+                runs.append(self._remote(record, RunOutput()))
+            if len(runs) == limit:
+                break
+        return runs
 
     def statistics(self) -> dict[str, int]:
         return {**self.engine.statistics(), **self.tailer.statistics()}

@@ -229,6 +229,16 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return {'ok'}
 """
 
+#: KEYS: an owner's recent-runs index. ARGV: run_id, created_at, keep, ttl_ms. The run goes in
+#: at its creation time, the index keeps its newest ``keep``, and its expiry is renewed in the
+#: same step.
+RECORD_RECENT = """
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[3]) + 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[4])
+return {'ok'}
+"""
+
 #: KEYS: a tailer's wake stream. ARGV: ttl_ms. One entry (the stream keeps only the newest),
 #: written with its expiry in the same step.
 WAKE = """

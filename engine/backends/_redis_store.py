@@ -27,6 +27,8 @@ Keys (``P`` is the configured prefix, ``{r}`` the run id as a Redis Cluster hash
                            <id>:response -> the answer's JSON
     P:{alias:h}:id       STRING  owner + client_run_id -> run id (h: a digest of both)
     P:{alias:h}:cancel   STRING  a cancel for a client_run_id not created yet
+    P:{recent:o}:ids     ZSET    an owner's newest runs by creation time (o: a digest of
+                                 the owner), for listing them from any worker
     P:live               HASH    live run id -> owning worker (for the sweeper)
     P:worker:{w}:hb      STRING  worker w's heartbeat, expiring after the heartbeat TTL
     P:tailer:{w}:wake    STREAM  one entry, written to wake worker w's blocked XREAD
@@ -93,6 +95,8 @@ __all__ = [
 ]
 
 URL_SETTING = "SCOPESTREAM_REDIS_URL"
+#: How many runs an owner's recent-runs index keeps (the list route shows at most 100).
+RECENT_RUNS_KEPT = 1000
 # Failures that mean "Redis did not answer"; the builtin TimeoutError is an OSError.
 _UNREACHABLE = (coredis.exceptions.ConnectionError, OSError)
 
@@ -132,6 +136,7 @@ class RedisStore:
         self._claim_alias = register(scripts.CLAIM_ALIAS)
         self._remember_cancel = register(scripts.REMEMBER_CANCEL)
         self._expire_alias = register(scripts.EXPIRE_ALIAS)
+        self._record_recent = register(scripts.RECORD_RECENT)
 
     # -- keys ---------------------------------------------------------------------------
 
@@ -148,6 +153,10 @@ class RedisStore:
         # A digest keeps any client_run_id (braces, colons, length) out of the key syntax.
         digest = hashlib.sha256(dumps([owner, client_run_id]).encode()).hexdigest()[:32]
         return [f"{self.config.prefix}:{{alias:{digest}}}:{s}" for s in ("id", "cancel")]
+
+    def recent_key(self, owner: str | None) -> str:
+        digest = hashlib.sha256(owner_value(owner).encode()).hexdigest()[:32]
+        return f"{self.config.prefix}:{{recent:{digest}}}:ids"
 
     def control_channel(self, worker_id: str) -> str:
         return self.control_prefix + worker_id
@@ -227,7 +236,21 @@ class RedisStore:
         if result[0] == "exists":
             raise RunConflict(f"run {run_id} already exists")
         self._owned[run_id] = alias_key
+        # The index outlives its newest run's keys: a live TTL plus the retention.
+        ttl = self._ms(self.config.live_ttl + self.config.retention)
+        await self._script(
+            self._record_recent,
+            [self.recent_key(owner)],
+            [run_id, fields["created_at"], RECENT_RUNS_KEPT, ttl],
+        )
         return CreatedRun(run_id, CancelReason(result[1]) if result[1] else None)
+
+    async def recent_run_ids(self, owner: str | None, count: int) -> list[str]:
+        """The ids of this owner's ``count`` most recently created runs, newest first. Some
+        may have expired since: their records are gone."""
+        with self.guard():
+            ids = await self.client.zrange(self.recent_key(owner), 0, count - 1, rev=True)
+        return [str(run_id) for run_id in ids]
 
     async def _claim(self, run_id: str, owner: str | None, client_run_id: str) -> str:
         alias_key, cancel_key = self.alias_keys(owner, client_run_id)
