@@ -142,7 +142,8 @@ def store_ping_rtts(url: str, count: int) -> list[float]:
 def run_key_bytes(port: int, prefix: str = "ss") -> dict[str, dict[str, int]]:
     """For every run in Redis: ``{"bytes": MEMORY USAGE summed over its keys, "keys": n,
     "ttl_ms": the smallest PTTL among them}``. A run's keys are the ones hash-tagged with its
-    id (``<prefix>:{<run_id>}:<part>``); alias keys (``{alias:...}``) belong to no run."""
+    id (``<prefix>:{<run_id>}:<part>``); alias keys (``{alias:...}``) and each key's
+    recent-runs index (``{recent:...}``) belong to no run."""
     runs: dict[str, dict[str, int]] = {}
     with RedisConnection(port) as conn:
         cursor = b"0"
@@ -155,7 +156,7 @@ def run_key_bytes(port: int, prefix: str = "ss") -> dict[str, dict[str, int]]:
                 assert isinstance(raw, bytes)
                 key = raw.decode()
                 tag = key[key.index("{") + 1 : key.index("}")]
-                if tag.startswith("alias:"):
+                if tag.startswith(("alias:", "recent:")):
                     continue
                 size, ttl = conn.call("MEMORY", "USAGE", key, "SAMPLES", 0), conn.call("PTTL", key)
                 if not isinstance(size, int) or not isinstance(ttl, int):
