@@ -91,12 +91,14 @@ class RequestExtension:
         "_ending",
         "_http1",
         "_receive",
+        "_scope",
         "_send",
         "disconnected",
         "handoff",
     )
 
     def __init__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        self._scope = scope
         self._receive = receive
         self._send = send
         self.disconnected = trio.Event()
@@ -187,6 +189,7 @@ class RequestExtension:
             self.core_receive,
             extra_headers=handoff.headers,
             early_failure=handoff.early_failure,
+            scope=self._scope,
         )
 
 

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     max_log_bytes: int = Field(33_554_432, ge=1024, description="A run's retained log.")
     max_output_bytes: int = Field(16_777_216, ge=1024, description="A run's whole answer.")
     max_chunk_bytes: int = Field(1_048_576, ge=1024, description="One write to a client.")
+    direct_writes: bool = Field(True, description="HTTP/1.1 stream bodies to the socket.")
     demo_producers: bool = Field(True, description="Serve the built-in echo and synthetic.")
     log_level: str = "INFO"
     models: Annotated[dict[str, str], NoDecode] = Field(
@@ -188,6 +189,7 @@ class Settings(BaseSettings):
             max_log_bytes=self.max_log_bytes,
             max_output_bytes=self.max_output_bytes,
             max_chunk_bytes=self.max_chunk_bytes,
+            direct_writes=self.direct_writes,
         )
 
 

@@ -61,6 +61,9 @@ class EngineConfig:
     max_log_bytes: int = 33_554_432  # the retained log of one run; the oldest events go first
     max_output_bytes: int = 16_777_216  # one run's whole answer; beyond it the run fails
     max_chunk_bytes: int = 1_048_576  # one write to a connection (at least one event)
+    # Write HTTP/1.1 body chunks straight to the connection's socket where that is safe
+    # (see ``engine.asgi``); off, every write goes through the ASGI server.
+    direct_writes: bool = True
 
     def __post_init__(self) -> None:
         if self.keepalive_interval <= 0:

@@ -28,6 +28,14 @@ The connection scope::
   in flight. One shield per stream, nothing per event. The final send also makes
   hypercorn report ``http.disconnect``: that is the end of the response, not the client
   leaving, and the watcher treats it so.
+* **Body chunks go straight to the socket where that is safe.** An HTTP/1.1 response over
+  a cleartext connection of a Trio socket server has its head and its end sent through
+  the server, and the chunks in between written by the writer to the connection's stream,
+  in h11's chunked framing (see :mod:`engine._sockets`): one socket write per chunk,
+  without the server's per-send HTTP state machine, lock and shielded scope, which at
+  hundreds of streams cost more than the rest of a stream. A failed direct write is the
+  client gone. ``EngineConfig.direct_writes`` switches it off; anything else (HTTP/2, TLS,
+  HTTP/1.0, HEAD, another server) is always sent through ASGI.
 * **A send that cannot finish is abandoned.** hypercorn shields its socket writes too, so a
   client that stops reading holds a send however it is cancelled. Once the connection is
   being shut down (the request task is cancelled from outside), the watcher gives the
@@ -54,7 +62,7 @@ the request is cancelled from outside  the run is cancelled with ``shutdown``; t
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 import trio
@@ -63,7 +71,7 @@ from ._connections import Connection
 from ._engine import Engine
 from ._events import CancelReason
 from ._runs import Producer
-from ._sockets import reset_connection
+from ._sockets import direct_stream, reset_connection, write_all
 from .protocols._base import Projection
 
 __all__ = ["ASGIReceive", "ASGISend", "Abort", "serve_connection", "stream_run"]
@@ -86,8 +94,12 @@ async def serve_connection(
     extra_headers: Iterable[tuple[bytes, bytes]] = (),
     early_failure: bool = True,
     abort: Abort | None = None,
+    scope: Mapping[str, Any] | None = None,
 ) -> None:
     """Stream ``connection`` as one HTTP response; return when it is over.
+
+    ``scope`` is the request's ASGI scope: with it, an HTTP/1.1 response's body chunks are
+    written straight to a cleartext socket where that is safe (see the module docstring).
 
     The response starts with the run's first producer event, its terminal or the first
     keepalive tick, whichever comes first. With ``early_failure``, a run that failed
@@ -101,10 +113,11 @@ async def serve_connection(
     exist by then (another worker's run goes on) is not made up: the response is left
     unfinished, an interrupted stream for the client to resume.
     """
-    exchange = _Exchange(connection, send, receive, extra_headers, abort)
+    exchange = _Exchange(connection, send, receive, extra_headers, abort, scope)
     with connection:
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(exchange.watch, nursery.cancel_scope)
+            exchange.scope = nursery.cancel_scope
+            nursery.start_soon(exchange.watch)
             try:
                 await exchange.write(early_failure)
             finally:
@@ -118,6 +131,7 @@ class _Exchange:
     __slots__ = (
         "_abort",
         "_deadline",
+        "_direct",
         "_headers",
         "_receive",
         "_released",
@@ -128,6 +142,7 @@ class _Exchange:
         "_task",
         "connection",
         "ending",
+        "scope",
         "writer_done",
     )
 
@@ -138,6 +153,7 @@ class _Exchange:
         receive: ASGIReceive,
         extra_headers: Iterable[tuple[bytes, bytes]],
         abort: Abort | None,
+        scope: Mapping[str, Any] | None,
     ) -> None:
         self.connection = connection
         self._send = send
@@ -145,6 +161,13 @@ class _Exchange:
         self._headers = [*connection.projection.headers, *extra_headers]
         self._abort = abort
         self._task = trio.lowlevel.current_task()
+        stream = (
+            direct_stream(self._task)
+            if _chunked_http1(scope, self._headers) and connection.run._config.direct_writes
+            else None
+        )
+        self._direct = stream.socket if stream is not None else None
+        self.scope = trio.CancelScope()  # the connection scope, set by serve_connection
         self._shield = trio.CancelScope(shield=True)  # the writer's; see _release
         self._released = False
         self._sending = False
@@ -176,15 +199,15 @@ class _Exchange:
                 self._started = True  # the head goes out with the first chunk, whatever comes
                 head = _start(200, self._headers)
                 if chunk is None or connection.finished:
-                    await self._finish(head, _body(chunk or b"", False))
+                    await self._end(chunk or b"", head)
                     return
-                await self._send_all(head, _body(chunk, True))
+                await self._send_chunk(chunk, head)
                 while (chunk := await connection.next_chunk()) is not None:
                     if connection.finished:  # the terminal (or slow-consumer) frame: the end
-                        await self._finish(_body(chunk, False))
+                        await self._end(chunk)
                         return
-                    await self._send_all(_body(chunk, True))
-                await self._finish(_body(b"", False))
+                    await self._send_chunk(chunk)
+                await self._end(b"")
             except trio.Cancelled:
                 if not self.ending and not connection.client_gone:
                     await self._deliver_the_terminal()
@@ -196,13 +219,44 @@ class _Exchange:
         deadline = self._shutting_down()
         with trio.move_on_at(deadline, shield=True):
             rest = await self.connection.drain()
-            head = () if self._started else (_start(200, self._headers),)
+            head = None if self._started else _start(200, self._headers)
             self._started = True
-            await self._finish(*head, _body(rest, False))
+            await self._end(rest, head)
+
+    async def _send_chunk(self, chunk: bytes, head: MutableMapping[str, Any] | None = None) -> None:
+        """One body chunk, more to come (after the response head, if given)."""
+        if self._direct is None:
+            await self._send_all(*_with_head(head, _body(chunk, True)))
+            return
+        if head is not None:
+            await self._send_all(head)
+        await self._write_direct(chunk)
+
+    async def _end(self, chunk: bytes, head: MutableMapping[str, Any] | None = None) -> None:
+        """The last body chunk and the end of the response (after its head, if given). The
+        end always goes through the server: it does its connection bookkeeping there."""
+        if self._direct is not None and chunk:
+            await self._send_chunk(chunk, head)
+            head, chunk = None, b""
+        await self._finish(*_with_head(head, _body(chunk, False)))
 
     async def _finish(self, *messages: MutableMapping[str, Any]) -> None:
         self.ending = True
         await self._send_all(*messages)
+
+    async def _write_direct(self, chunk: bytes) -> None:
+        assert self._direct is not None
+        if not chunk:
+            return  # an empty chunk would be the end of the body
+        self._sending = True
+        try:
+            written = await write_all(self._direct, b"%x\r\n%b\r\n" % (len(chunk), chunk))
+        finally:
+            self._sending = False
+        if not written:
+            self._client_left("the direct write failed")
+        if self._released:
+            self._shield.shield = False
 
     async def _send_all(self, *messages: MutableMapping[str, Any]) -> None:
         self._sending = True
@@ -223,12 +277,12 @@ class _Exchange:
 
     # -- the disconnect watcher ---------------------------------------------------------
 
-    async def watch(self, scope: trio.CancelScope) -> None:
+    async def watch(self) -> None:
         try:
             while (await self._receive())["type"] != "http.disconnect":
                 pass  # request body bytes: a stream has no use for them
         except trio.Cancelled:
-            if not self.writer_done.is_set():
+            if not self.writer_done.is_set() and not self.connection.client_gone:
                 self._release()
                 await self._guard()
             raise
@@ -237,9 +291,13 @@ class _Exchange:
             raise
         if self.ending:
             return  # the server ending the exchange inside the final send
+        self._client_left("client disconnected")
+
+    def _client_left(self, reason: str) -> None:
+        """The client is gone: the run's disconnect policy applies, the exchange ends."""
         self.connection.disconnected()
         self._release()
-        scope.cancel(reason="client disconnected")
+        self.scope.cancel(reason=reason)
 
     async def _guard(self) -> None:
         """The request is cancelled from outside while the writer is still at work: give it
@@ -265,6 +323,22 @@ class _Exchange:
         return self._deadline
 
 
+def _chunked_http1(scope: Mapping[str, Any] | None, headers: list[tuple[bytes, bytes]]) -> bool:
+    """Whether this response's body goes out in HTTP/1.1 chunked framing: an HTTP/1.1
+    request that is not HEAD, answered without a length of its own."""
+    if scope is None or scope.get("type") != "http" or scope.get("http_version") != "1.1":
+        return False
+    if scope.get("method") == "HEAD":
+        return False
+    return not any(name in (b"content-length", b"transfer-encoding") for name, _ in headers)
+
+
+def _with_head(
+    head: MutableMapping[str, Any] | None, body: MutableMapping[str, Any]
+) -> tuple[MutableMapping[str, Any], ...]:
+    return (body,) if head is None else (head, body)
+
+
 def _start(status: int, headers: list[tuple[bytes, bytes]]) -> MutableMapping[str, Any]:
     return {"type": "http.response.start", "status": status, "headers": headers}
 
@@ -281,10 +355,13 @@ async def stream_run(
     projection: Projection,
     *,
     abort: Abort | None = None,
+    scope: Mapping[str, Any] | None = None,
     **run_options: Any,
 ) -> None:
     """Run ``producer`` attached to this request and stream it: the run's scope lives in the
-    request task, and a client disconnect cancels the run (``client_disconnected``)."""
+    request task, and a client disconnect cancels the run (``client_disconnected``). Pass the
+    request's ``scope`` to let body chunks go straight to the socket (see the module
+    docstring)."""
     async with engine.open_run(producer, **run_options) as run:
         await serve_connection(
             Connection(run, projection),
@@ -292,4 +369,5 @@ async def stream_run(
             receive,
             extra_headers=[(b"x-run-id", run.id.encode())],
             abort=abort,
+            scope=scope,
         )

@@ -204,8 +204,8 @@ class RawConnection:
             body = b""
             while size := int(self._take_line(), 16):
                 body += self._take(size)
-                self._take_line()
-            self._take_line()  # after the last chunk: the end of the message
+                assert self._take_line() == b"", "a chunk's data is not followed by CRLF"
+            assert self._take_line() == b"", "no CRLF after the last chunk"
         else:
             body = self._take(int(headers.get("content-length", "0")))
         return int(status_line.split()[1]), headers, body

@@ -14,6 +14,7 @@ from engine import (
     Cancelled,
     CancelReason,
     CloseReason,
+    Completed,
     Connection,
     Engine,
     EngineConfig,
@@ -409,3 +410,125 @@ async def test_a_failing_receive_ends_the_stream_at_once(
             raised_at = trio.current_time()
         engine.cancel(run.id)
     assert raised_at == pytest.approx(2, abs=0.01)
+
+
+# -- body chunks written straight to the connection's socket ----------------------------------
+
+_HTTP11 = {"type": "http", "http_version": "1.1", "method": "POST"}
+
+
+def _dechunk(raw: bytes) -> list[bytes]:
+    """HTTP/1.1 chunked framing, strictly: the chunks, without a terminating empty chunk."""
+    chunks = []
+    while raw:
+        size_line, sep, rest = raw.partition(b"\r\n")
+        assert sep, raw
+        size = int(size_line, 16)
+        assert size > 0, "an empty chunk would end the body"
+        assert rest[size : size + 2] == b"\r\n", raw
+        chunks.append(rest[:size])
+        raw = rest[size + 2 :]
+    return chunks
+
+
+async def _serve_on_socket(
+    scope: dict[str, Any] | None,
+    producer: Any,
+    config: EngineConfig | None = None,
+    *,
+    observer: EngineObserver | None = None,
+    peer_closes_after: int | None = None,
+) -> tuple[FakeASGI, bytes, Run]:
+    """``stream_run`` in a task that holds a connected ``trio.SocketStream`` as a Trio socket
+    server's connection task does; returns what went through ASGI and what the peer read."""
+    ours, theirs = trio.socket.socketpair()
+    connection_stream = trio.SocketStream(ours)
+    peer = trio.SocketStream(theirs)
+    asgi = FakeASGI()
+    received = bytearray()
+
+    async def connection_task(stream: trio.SocketStream) -> None:
+        # The connection's stream among the task's locals, as in trio.serve_listeners.
+        try:
+            await stream_run(
+                engine, producer, asgi.send, asgi.receive, NativeProjection(), scope=scope
+            )
+        finally:
+            await stream.aclose()
+
+    async def read_peer() -> None:
+        while data := await peer.receive_some():
+            received.extend(data)
+            if peer_closes_after is not None and len(received) >= peer_closes_after:
+                await peer.aclose()
+                return
+
+    async with open_engine(config or EngineConfig(), observer=observer) as engine:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(read_peer)
+            nursery.start_soon(connection_task, connection_stream)
+        (run,) = engine.runs()
+    return asgi, bytes(received), run
+
+
+async def test_http11_body_chunks_go_straight_to_the_socket(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Over HTTP/1.1 only the head and the end of the body go through ASGI (the server keeps
+    its HTTP state); every chunk between is written to the connection in chunked framing."""
+    asgi, raw, run = await _serve_on_socket(_HTTP11, ticker(3))
+    assert [m["type"] for m in asgi.sent] == ["http.response.start", "http.response.body"]
+    assert asgi.sent[1] == {"type": "http.response.body", "body": b"", "more_body": False}
+    chunks = _dechunk(raw)
+    assert len(chunks) == 4  # run.started with t0, then t1, t2 and the terminal
+    events = native_events(b"".join(chunks))
+    assert [e["type"] for e in events] == ["run.started"] + ["text.delta"] * 3 + ["run.completed"]
+    assert run.outcome == Completed()
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        None,
+        {"type": "http", "http_version": "2", "method": "POST"},
+        {"type": "http", "http_version": "1.0", "method": "POST"},
+        {"type": "http", "http_version": "1.1", "method": "HEAD"},
+    ],
+    ids=["no scope", "HTTP/2", "HTTP/1.0", "HEAD"],
+)
+async def test_other_responses_go_through_asgi_only(
+    autojump_clock: trio.testing.MockClock, scope: dict[str, Any] | None
+) -> None:
+    asgi, raw, _run = await _serve_on_socket(scope, ticker(3))
+    assert raw == b""
+    events = native_events(asgi.body)
+    assert [e["type"] for e in events] == ["run.started"] + ["text.delta"] * 3 + ["run.completed"]
+
+
+async def test_direct_writes_can_be_switched_off(autojump_clock: trio.testing.MockClock) -> None:
+    asgi, raw, _run = await _serve_on_socket(_HTTP11, ticker(3), EngineConfig(direct_writes=False))
+    assert raw == b""
+    assert native_events(asgi.body)[-1]["type"] == "run.completed"
+
+
+async def test_a_failed_direct_write_is_the_client_leaving(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The peer closes after the first chunk: the next write fails, and that is a client
+    disconnect (the attached run is cancelled with ``client_disconnected``), not an error."""
+    closes: list[str] = []
+
+    class Closes(EngineObserver):
+        def connection_closed(self, run: Run, reason: CloseReason) -> None:
+            closes.append(reason)
+
+    asgi, raw, run = await _serve_on_socket(
+        _HTTP11, ticker(100), observer=Closes(), peer_closes_after=1
+    )
+    assert run.outcome == Cancelled(CancelReason.CLIENT_DISCONNECTED)
+    assert closes == ["disconnected"]
+    assert [m["type"] for m in asgi.sent] == ["http.response.start"]
+    assert [e["type"] for e in native_events(b"".join(_dechunk(raw)))] == [
+        "run.started",
+        "text.delta",
+    ]

@@ -120,14 +120,45 @@ def test_httpx_client_is_answered_after_a_413(server: Server) -> None:
         assert client.get("/healthz").status_code == 200
 
 
-def test_keep_alive_requests_after_a_stream_are_answered(conn: RawConnection) -> None:
-    """A stream's final send recycles the connection: the next request on it is answered."""
-    body = json.dumps({"producer": "echo", "input": {"text": "a b"}, "stream": True}).encode()
-    headers = {"Content-Type": "application/json"}
-    for _ in range(3):
-        conn.send(http_request("POST", "/v1/runs", body=body, headers=headers))
-        status, _, events = conn.response()
-        assert status == 200
-        assert b"run.completed" in events
-    conn.send(http_request("GET", "/healthz"))
-    assert conn.response()[0] == 200
+STREAMS = {
+    "one chunk": {"producer": "echo", "input": {"text": "a b"}, "stream": True},
+    "many chunks": {
+        "producer": "synthetic",
+        "input": {"events": 20, "interval_ms": 2},
+        "stream": True,
+    },
+}
+
+
+@pytest.fixture(scope="module")
+def server_without_direct_writes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    env = {"SCOPESTREAM_DIRECT_WRITES": "false"}
+    with run_server(tmp_path_factory.mktemp("server"), env) as server:
+        yield server
+
+
+@pytest.mark.parametrize("direct_writes", [True, False], ids=["direct writes", "through ASGI"])
+@pytest.mark.parametrize("stream", STREAMS.values(), ids=STREAMS.keys())
+def test_keep_alive_requests_after_a_stream_are_answered(
+    request: pytest.FixtureRequest, direct_writes: bool, stream: dict[str, object]
+) -> None:
+    """A stream's final send recycles the connection: the next request on it is answered.
+    Its body is strict chunked framing whether its chunks were written to the socket
+    directly or through the server."""
+    fixture = "server" if direct_writes else "server_without_direct_writes"
+    server: Server = request.getfixturevalue(fixture)
+    conn = RawConnection(server.port)
+    try:
+        body = json.dumps(stream).encode()
+        headers = {"Content-Type": "application/json"}
+        for _ in range(3):
+            conn.send(http_request("POST", "/v1/runs", body=body, headers=headers))
+            status, response_headers, events = conn.response()
+            assert status == 200
+            assert response_headers["transfer-encoding"] == "chunked"
+            assert events.count(b"event: run.completed") == 1
+            assert events.endswith(b"\n\n")
+        conn.send(http_request("GET", "/healthz"))
+        assert conn.response()[0] == 200
+    finally:
+        conn.close()
