@@ -45,6 +45,7 @@ __all__ = [
     "DISCARD_BYTES",
     "DISCARD_SECONDS",
     "TRIO_ONLY",
+    "DirectRoutes",
     "RequestExtension",
     "ScopestreamASGI",
     "StreamHandoff",
@@ -91,6 +92,7 @@ class RequestExtension:
         "_ending",
         "_http1",
         "_receive",
+        "_replay",
         "_scope",
         "_send",
         "disconnected",
@@ -112,6 +114,11 @@ class RequestExtension:
         self._body_complete = False
         self._body_limit: int | None = None  # set while an early answer waits for the body
         self._body_settled = trio.Event()
+        self._replay: MutableMapping[str, Any] | None = None
+
+    @property
+    def http1(self) -> bool:
+        return self._http1
 
     def hand_off(
         self,
@@ -130,6 +137,9 @@ class RequestExtension:
     # -- what Quart sees --------------------------------------------------------------
 
     async def quart_receive(self) -> MutableMapping[str, Any]:
+        if self._replay is not None:
+            message, self._replay = self._replay, None
+            return message
         message = await self._receive()
         kind = message["type"]
         if kind == "http.request":
@@ -173,6 +183,37 @@ class RequestExtension:
             await self._body_settled.wait()
         return self._body_complete
 
+    # -- what the entry point's direct routes see -------------------------------------
+
+    async def read_body(self) -> bytes | None:
+        """The whole request body, or None if the client left first. The body is counted as
+        Quart's would be (an answer then needs no wait for it)."""
+        chunks: list[bytes] = []
+        while True:
+            message = await self.quart_receive()
+            if message["type"] != "http.request":
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def replay(self, body: bytes) -> None:
+        """Hand a body read by :meth:`read_body` on to Quart: its first receive gets it."""
+        self._replay = {"type": "http.request", "body": body, "more_body": False}
+
+    async def send_json(self, status: int, body: bytes, headers: Mapping[str, str]) -> None:
+        """A whole JSON answer, with the headers Quart would send it with."""
+        raw = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            *(
+                (name.lower().encode("latin-1"), value.encode("latin-1"))
+                for name, value in headers.items()
+            ),
+        ]
+        await self.quart_send({"type": "http.response.start", "status": status, "headers": raw})
+        await self.quart_send({"type": "http.response.body", "body": body})
+
     # -- what the transport core sees -------------------------------------------------
 
     async def core_receive(self) -> MutableMapping[str, Any]:
@@ -208,9 +249,15 @@ def request_extension(scope: Mapping[str, Any]) -> RequestExtension | None:
     return ext if isinstance(ext, RequestExtension) else None
 
 
+#: Routes the entry point serves itself (``app._hot``): True when it answered the request,
+#: False to leave it to Quart.
+DirectRoutes = Callable[[Scope, RequestExtension], Awaitable[bool]]
+
+
 class ScopestreamASGI:
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, direct: DirectRoutes | None = None) -> None:
         self.app = app
+        self.direct = direct
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if not on_trio():
@@ -220,6 +267,8 @@ class ScopestreamASGI:
             await self.app(scope, receive, send)
             return
         ext = RequestExtension(scope, receive, send)
+        if self.direct is not None and await self.direct(scope, ext):
+            return
         scope = {**scope, "extensions": {**(scope.get("extensions") or {}), _KEY: ext}}
         try:
             await self.app(scope, ext.quart_receive, ext.quart_send)

@@ -12,6 +12,7 @@ from quart_schema import QuartSchema, hide
 from quart_trio import QuartTrio
 
 from ._asgi import ScopestreamASGI
+from ._hot import HotRoutes
 from ._request import JsonRequest
 from .auth import ops_route
 from .errors import install_error_handlers
@@ -24,7 +25,7 @@ from .routes.docs import docs_blueprint
 from .routes.openai import openai_blueprint
 from .routes.ops import ops_blueprint
 from .routes.runs import runs_blueprint
-from .service import Service, current_service, install_service
+from .service import Service, current_service, install_service, service_of
 from .settings import Settings, load_settings
 
 __all__ = ["create_app", "create_asgi"]
@@ -113,4 +114,5 @@ def _openapi_view(schema: QuartSchema) -> Callable[[], Awaitable[ResponseReturnV
 
 
 def create_asgi(settings: Settings | None = None) -> ScopestreamASGI:
-    return ScopestreamASGI(create_app(settings))
+    app = create_app(settings)
+    return ScopestreamASGI(app, HotRoutes(service_of(app)))

@@ -72,14 +72,21 @@ class Auth:
         known: str | None = g.get("scopestream_owner")
         if known is not None:
             return known
-        header = request.headers.get("Authorization", "")
-        scheme, _, token = header.partition(" ")
+        owner = self.key_owner(request.headers.get("Authorization", ""))
+        if owner is None:
+            raise _unauthorized()
+        g.scopestream_owner = owner
+        return owner
+
+    def key_owner(self, authorization: str) -> str | None:
+        """The owner id of the key an ``Authorization`` header carries, None if it carries
+        no valid one (keys on)."""
+        scheme, _, token = authorization.partition(" ")
         if scheme.lower() == "bearer" and token:
             for key, owner in self._owners.items():
                 if hmac.compare_digest(key.encode(), token.strip().encode()):
-                    g.scopestream_owner = owner
                     return owner
-        raise _unauthorized()
+        return None
 
     @staticmethod
     def _access() -> Access:

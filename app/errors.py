@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,6 +21,8 @@ __all__ = [
     "MAX_ECHO",
     "RETRY_AFTER_SECONDS",
     "ApiError",
+    "ErrorAnswer",
+    "error_answer",
     "failure_headers",
     "install_error_handlers",
     "json_error",
@@ -74,15 +77,30 @@ def quoted(value: str) -> str:
 RETRY_AFTER_SECONDS = 1
 
 
-def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
-    response = Response(
-        error_body(code, message, **extra), status=status, content_type="application/json"
-    )
-    if status == 503:
+@dataclass(frozen=True, slots=True)
+class ErrorAnswer:
+    """A JSON error as it goes on the wire, whoever sends it: Quart (:meth:`response`) or
+    the entry point's direct routes (``app._hot``)."""
+
+    status: int
+    body: bytes
+    headers: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, status: int, code: str, message: str, **extra: Any) -> ErrorAnswer:
         # A 503 is temporary: the service is starting, or stopping while another instance
         # (or this one, restarted) takes over.
-        response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
-    return response
+        headers = {"Retry-After": str(RETRY_AFTER_SECONDS)} if status == 503 else {}
+        return cls(status, error_body(code, message, **extra), headers)
+
+    def response(self) -> Response:
+        return Response(
+            self.body, status=self.status, content_type="application/json", headers=self.headers
+        )
+
+
+def json_error(status: int, code: str, message: str, **extra: Any) -> Response:
+    return ErrorAnswer.of(status, code, message, **extra).response()
 
 
 #: The names pydantic gives union members of these types in an error's location.
@@ -136,59 +154,63 @@ def validation_fields(
     return [{"field": field, "message": "; ".join(msgs)} for field, msgs in merged.items()]
 
 
-def install_error_handlers(app: Quart) -> None:
-    @app.errorhandler(ApiError)
-    async def _api_error(exc: ApiError) -> Response:
-        return json_error(exc.status, exc.code, exc.message, **exc.extra)
-
-    @app.errorhandler(StoreUnavailable)
-    async def _store_unavailable(exc: StoreUnavailable) -> Response:
+def error_answer(exc: BaseException) -> ErrorAnswer:
+    """The answer to an exception a request raised; the one mapping for every path."""
+    if isinstance(exc, ApiError):
+        return ErrorAnswer.of(exc.status, exc.code, exc.message, **exc.extra)
+    if isinstance(exc, StoreUnavailable):
         # The shared store (Redis) is down: this worker still answers, and a retry soon may
         # succeed. The message names the setting, never the store's address or credentials.
         logger.warning("store unavailable: %s", exc, extra={"event": "store.unavailable"})
-        response = json_error(
+        return ErrorAnswer.of(
             503, "store_unavailable", "The run store is unreachable; retry shortly."
         )
-        response.headers["Retry-After"] = "1"
-        return response
-
-    @app.errorhandler(RequestSchemaValidationError)
-    async def _invalid(exc: RequestSchemaValidationError) -> Response:
+    if isinstance(exc, RequestSchemaValidationError):
         inner = exc.validation_error
         if isinstance(inner, ValidationError):
             fields = validation_fields(inner)
             names = ", ".join(f["field"] for f in fields)
-            return json_error(400, "invalid_request", f"Invalid fields: {names}.", fields=fields)
-        return json_error(400, "invalid_request", "The request body is not valid.")
+            return ErrorAnswer.of(
+                400, "invalid_request", f"Invalid fields: {names}.", fields=fields
+            )
+        return ErrorAnswer.of(400, "invalid_request", "The request body is not valid.")
+    if isinstance(exc, HTTPException):
+        return _http_answer(exc)
+    correlation_id = "err_" + secrets.token_hex(16)
+    logger.error(
+        "unhandled error",
+        exc_info=exc,
+        extra={"event": "http.error", "correlation_id": correlation_id},
+    )
+    return ErrorAnswer.of(
+        500, "server_error", "Internal server error.", correlation_id=correlation_id
+    )
 
-    @app.errorhandler(HTTPException)
-    async def _http(exc: HTTPException) -> Response:
-        status = exc.code or 500
-        if status == 400:
-            message = "The request body is not valid JSON."
-        elif status == 404:
-            message = "No such route."
-        elif status == 405:
-            message = "Method not allowed on this route."
-        elif status == 413:
-            message = "The request body is too large."
-        else:
-            message = exc.name
-        response = json_error(status, _CODES.get(status, "http_error"), message)
-        if status == 405 and exc.get_headers():
-            for name, value in exc.get_headers():
-                if name.lower() == "allow":
-                    response.headers["Allow"] = value
-        return response
 
-    @app.errorhandler(Exception)
-    async def _unexpected(exc: Exception) -> Response:
-        correlation_id = "err_" + secrets.token_hex(16)
-        logger.error(
-            "unhandled error",
-            exc_info=exc,
-            extra={"event": "http.error", "correlation_id": correlation_id},
-        )
-        return json_error(
-            500, "server_error", "Internal server error.", correlation_id=correlation_id
-        )
+def _http_answer(exc: HTTPException) -> ErrorAnswer:
+    status = exc.code or 500
+    if status == 400:
+        message = "The request body is not valid JSON."
+    elif status == 404:
+        message = "No such route."
+    elif status == 405:
+        message = "Method not allowed on this route."
+    elif status == 413:
+        message = "The request body is too large."
+    else:
+        message = exc.name
+    answer = ErrorAnswer.of(status, _CODES.get(status, "http_error"), message)
+    if status == 405:
+        for name, value in exc.get_headers():
+            if name.lower() == "allow":
+                answer.headers["Allow"] = value
+    return answer
+
+
+def install_error_handlers(app: Quart) -> None:
+    async def _answer(exc: Exception) -> Response:
+        return error_answer(exc).response()
+
+    for kind in (ApiError, StoreUnavailable, RequestSchemaValidationError, HTTPException):
+        app.register_error_handler(kind, _answer)
+    app.register_error_handler(Exception, _answer)

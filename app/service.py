@@ -351,7 +351,11 @@ async def check_store(settings: Settings) -> None:
 
 
 def current_service() -> Service:
-    service = current_app.extensions[_EXTENSION]
+    return service_of(current_app)
+
+
+def service_of(app: Any) -> Service:
+    service = app.extensions[_EXTENSION]
     assert isinstance(service, Service)
     return service
 

@@ -12,15 +12,21 @@ from engine.protocols._sse import dumps
 from ..schemas import ExecutionAccepted
 from ..service import interaction_path, run_path
 
-__all__ = ["execution_accepted", "json_response", "no_content"]
+__all__ = ["execution_accepted", "json_bytes", "json_response", "no_content"]
+
+
+def json_bytes(model: Any) -> bytes:
+    """A pydantic model, or any JSON-able value, as a JSON body. Always through
+    :func:`dumps`, which makes any text valid UTF-8 (pydantic's own JSON encoder raises on a
+    lone surrogate, and a producer's prompt or output may hold one)."""
+    return dumps(model.model_dump(mode="json") if hasattr(model, "model_dump") else model).encode()
 
 
 def json_response(model: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    """A pydantic model, or any JSON-able value, as a JSON response. Always through
-    :func:`dumps`, which makes any text valid UTF-8 (pydantic's own JSON encoder raises on a
-    lone surrogate, and a producer's prompt or output may hold one)."""
-    body = dumps(model.model_dump(mode="json") if hasattr(model, "model_dump") else model)
-    return Response(body, status=status, content_type="application/json", headers=headers)
+    """A pydantic model, or any JSON-able value, as a JSON response."""
+    return Response(
+        json_bytes(model), status=status, content_type="application/json", headers=headers
+    )
 
 
 def no_content(headers: dict[str, str] | None = None) -> Response:

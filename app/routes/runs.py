@@ -50,7 +50,7 @@ from ..schemas import (
     RunList,
     RunView,
 )
-from ..service import current_service, run_path, run_summary, run_view
+from ..service import Service, current_service, run_path, run_summary, run_view
 from ..settings import Settings
 from ..streaming import stream_response
 from ._common import execution_accepted, json_response
@@ -62,7 +62,7 @@ from ._params import (
     is_server_run_id,
 )
 
-__all__ = ["runs_blueprint"]
+__all__ = ["cancel", "run_stream", "runs_blueprint", "start_run"]
 
 
 class RunOrExecution(RootModel[RunView | ExecutionAccepted]):
@@ -81,6 +81,50 @@ def finished_run(run: RunHandle) -> Response:
     return json_response(run_view(run))
 
 
+# -- the route logic that the entry point's direct routes (app._hot) share -----------------
+
+
+async def start_run(service: Service, owner: str | None, data: CreateRun) -> RunHandle:
+    """``POST /v1/runs``: the run a valid request asks for, started."""
+    check_client_run_id("client_run_id", data.client_run_id)
+    spec = service.producer(data.producer)
+    return await service.start(
+        spec,
+        service.validate_input(spec, data.input),
+        owner=owner,
+        client_run_id=data.client_run_id,
+        policy=data.policy(),
+    )
+
+
+def run_stream(run: RunHandle) -> tuple[Connection, list[tuple[str, str]]]:
+    """A streamed run's answer: its native stream, and the headers that name the run."""
+    return Connection(run, NativeProjection()), [
+        ("x-run-id", run.id),
+        ("Location", run_path(run.id)),
+    ]
+
+
+async def cancel(
+    service: Service, owner: str | None, run_id: str, *, wait: bool
+) -> tuple[CancelAnswer, int]:
+    """``POST /v1/runs/{run_id}/cancel``: the answer and its status."""
+    if is_server_run_id(run_id):
+        # Only the server makes ids of this form, so an unknown one is not a run that is
+        # about to exist: 404, as for any other route (and for another key's run).
+        await service.find(run_id, owner)
+    result = await service.cancel(run_id, owner)
+    run = result.run
+    if run is None:
+        return CancelAnswer(id=run_id, result=result.result), 202
+    if wait:
+        run = await service.when_done(run, owner)
+    answer = CancelAnswer(
+        id=run.id, result=result.result, status=run.status.value, run=run_view(run)
+    )
+    return answer, 200
+
+
 def runs_blueprint(settings: Settings) -> Blueprint:
     bp = Blueprint("runs", __name__)
     # 202 is documented only where it can happen: a paused run answers 202 only when
@@ -97,22 +141,11 @@ def runs_blueprint(settings: Settings) -> Blueprint:
     async def create_run(data: CreateRun) -> Response:
         """Create a run: stream it (SSE), wait for it, or start it in the background."""
         service = current_service()
-        owner = service.auth.owner()
-        check_client_run_id("client_run_id", data.client_run_id)
-        spec = service.producer(data.producer)
-        run = await service.start(
-            spec,
-            service.validate_input(spec, data.input),
-            owner=owner,
-            client_run_id=data.client_run_id,
-            policy=data.policy(),
-        )
-        location = run_path(run.id)
+        run = await start_run(service, service.auth.owner(), data)
         if data.stream:
-            return stream_response(
-                Connection(run, NativeProjection()),
-                headers=[("x-run-id", run.id), ("Location", location)],
-            )
+            connection, headers = run_stream(run)
+            return stream_response(connection, headers=headers)
+        location = run_path(run.id)
         if data.background:
             return json_response(run_view(run), 202, {"Location": location})
         if await service.settle(run) == "awaiting_input":
@@ -181,22 +214,7 @@ def runs_blueprint(settings: Settings) -> Blueprint:
         soon after starts cancelled; an unknown server run id is a 404."""
         service = current_service()
         wait = bool_param("wait")
-        owner = service.auth.owner()
-        if is_server_run_id(run_id):
-            # Only the server makes ids of this form, so an unknown one is not a run that
-            # is about to exist: 404, as for any other route (and for another key's run).
-            await service.find(run_id, owner)
-        result = await service.cancel(run_id, owner)
-        run = result.run
-        if run is None:
-            return json_response(CancelAnswer(id=run_id, result=result.result), 202)
-        if wait:
-            run = await service.when_done(run, owner)
-        return json_response(
-            CancelAnswer(
-                id=run.id, result=result.result, status=run.status.value, run=run_view(run)
-            )
-        )
+        return json_response(*await cancel(service, service.auth.owner(), run_id, wait=wait))
 
     @bp.post("/v1/runs/<run_id>/interactions/<interaction_id>")
     @validate_request(InteractionAnswer)
