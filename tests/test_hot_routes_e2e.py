@@ -142,6 +142,10 @@ def test_cancel_answers_are_quarts(server: Server, conn: RawConnection) -> None:
     assert status == 404
     status, _, answer = both_ways(conn, "/v1/runs/my-own-id/cancel")
     assert (status, json.loads(answer)["result"]) == (202, "remembered")
+    status, _, answer = both_ways(conn, "/v1/runs/an%20id%2Fwith%2Fslashes/cancel")
+    assert status == 404  # a slash, even encoded, is no part of a run id
+    status, _, answer = both_ways(conn, "/v1/runs/%C3%A9t%C3%A9/cancel")
+    assert (status, json.loads(answer)["id"]) == (202, "\u00e9t\u00e9")
 
     # A live run of this key: cancelled directly, the stream ends cancelled (requested);
     # cancelling it again answers the same both ways, and another key never finds it.
