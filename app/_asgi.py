@@ -10,6 +10,9 @@ It does what Quart cannot:
   with the request, :func:`engine.asgi.serve_connection` streams it on the raw ASGI
   ``send``/``receive`` — the same writer and disconnect watcher that embedders use, and no
   Quart response loop or quart-trio tasks for the life of the stream;
+* serve two requests without Quart at all: a streamed run's start and a cancel
+  (:mod:`app._hot`, given as ``direct``), with the routes' own code; whatever they leave
+  goes to Quart as before (a body they read is handed on, :meth:`RequestExtension.replay`);
 * record, per request, whether the client disconnected. quart-trio's message reader
   cancels the request when ``http.disconnect`` arrives; a non-streaming wait needs to know
   that this cancellation was the client leaving (the run's policy applies) and not the

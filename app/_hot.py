@@ -53,30 +53,31 @@ class HotRoutes:
             return False
         path: str = scope["path"]
         if path == _RUNS:
-            route = self._create
-            run_id = ""
-        elif path.startswith(_RUN_PREFIX) and path.endswith(_CANCEL_SUFFIX):
+            caller = self._caller(scope)
+            return caller is not None and await self._create(ext, *caller)
+        if path.startswith(_RUN_PREFIX) and path.endswith(_CANCEL_SUFFIX):
             run_id = path[len(_RUN_PREFIX) : -len(_CANCEL_SUFFIX)]
-            if not run_id or "/" in run_id:
-                return False  # Quart's to route (or to refuse)
-            route = self._cancel
-        else:
-            return False
+            if run_id and "/" not in run_id:  # else Quart's to route, or to refuse
+                caller = self._caller(scope)
+                return caller is not None and await self._cancel(ext, *caller, run_id)
+        return False
+
+    def _caller(self, scope: Scope) -> tuple[dict[bytes, str], str | None] | None:
+        """The request's headers that matter here, and its owner; None without a valid key
+        (Quart answers that 401)."""
         headers: dict[bytes, str] = {}
         for name, value in scope["headers"]:
             name = name.lower()
             if name in _HEADERS and name not in headers:  # the first, as werkzeug reads
                 headers[name] = value.decode("latin-1")
         auth = self.service.auth
-        owner: str | None = None
-        if auth.enabled:
-            owner = auth.key_owner(headers.get(b"authorization", ""))
-            if owner is None:
-                return False
-        return await route(ext, headers, owner, run_id)
+        if not auth.enabled:
+            return headers, None
+        owner = auth.key_owner(headers.get(b"authorization", ""))
+        return None if owner is None else (headers, owner)
 
     async def _create(
-        self, ext: RequestExtension, headers: dict[bytes, str], owner: str | None, run_id: str
+        self, ext: RequestExtension, headers: dict[bytes, str], owner: str | None
     ) -> bool:
         length = headers.get(b"content-length")
         if (
