@@ -5,6 +5,14 @@ wait on readers. Readers (connections) keep their own cursor and park on the log
 :class:`trio.lowlevel.ParkingLot` until something past their cursor exists; one
 ``unpark_all`` per append wakes every follower without any per-follower allocation.
 
+The retained events hold no object the garbage collector tracks: each is a one-byte type
+code and its data mapping (a mapping of strings and numbers is untracked by CPython), and
+:class:`~engine._events.Event` objects are made when read. Finished runs stay readable for
+their retention, and a log of slotted objects made every full collection walk every event
+of every retained run: with hundreds of thousands retained, a full collection stopped
+every stream for tens of milliseconds every few seconds (with the default ten-minute
+retention, far longer).
+
 Retention is bounded by ``max_events`` and by ``max_bytes`` (the events' estimated sizes,
 see ``engine/_output.py``): the oldest events are dropped first, and the newest event is
 always kept. A reader whose cursor points before the first retained event gets told so
@@ -27,18 +35,24 @@ __all__ = ["EventLog"]
 # Module-level names for the per-event tests: on Python 3.11 an attribute lookup on an enum
 # class (``EventType.FAILED``) costs about as much as the rest of an append.
 _COMPLETED, _FAILED, _CANCELLED = EventType.COMPLETED, EventType.FAILED, EventType.CANCELLED
+#: Event types by their one-byte code in the log, and codes by the member's identity
+#: (hashing an enum member is a Python-level call).
+_TYPES: tuple[EventType, ...] = tuple(EventType)
+_CODES: dict[int, int] = {id(t): code for code, t in enumerate(_TYPES)}
 
 
 class EventLog:
     __slots__ = (
         "_base",
+        "_codes",
+        "_data",
         "_ends",
-        "_events",
         "_first_seq",
         "_head",
         "_lot",
         "_max_bytes",
         "_max_events",
+        "_terminal",
         "closed",
         "run_id",
     )
@@ -49,24 +63,27 @@ class EventLog:
         self.run_id = run_id
         self._max_events = max_events
         self._max_bytes = max_bytes
-        # A list plus a moving head: slicing from a cursor is O(lag), trimming moves the head
+        # Lists plus a moving head: slicing from a cursor is O(lag), trimming moves the head
         # and the dropped prefix is deleted in one go once it is large (amortised O(1) per
         # append, and never more than a quarter of the byte budget held past the budget).
-        self._events: list[Event] = []
-        # _ends[i]: the estimated bytes of every event up to and including _events[i], since
+        # An event is its type's code in _codes and its data in _data, at the same index.
+        self._codes = bytearray()
+        self._data: list[Mapping[str, Any]] = []
+        # _ends[i]: the estimated bytes of every event up to and including event i, since
         # the run began. Retained bytes and byte-bounded reads are then one subtraction and
         # one bisection, with no per-event loop.
         # An array of machine integers: no int object kept per event.
         self._ends = array("q")
-        self._base = 0  # bytes of every event before _events[0]
-        self._head = 0  # index of the first retained event in _events
-        self._first_seq = 1  # seq of self._events[0]
+        self._base = 0  # bytes of every event before index 0
+        self._head = 0  # index of the first retained event
+        self._first_seq = 1  # seq of the event at index 0
         self._lot = trio.lowlevel.ParkingLot()
         self.closed = False  # the terminal event has been appended
+        self._terminal: Event | None = None
 
     @property
     def last_seq(self) -> int:
-        return self._first_seq + len(self._events) - 1
+        return self._first_seq + len(self._data) - 1
 
     @property
     def first_seq(self) -> int:
@@ -76,7 +93,7 @@ class EventLog:
     @property
     def retained_bytes(self) -> int:
         """The estimated bytes of the retained events (at most ``max_bytes``)."""
-        if not self._events:
+        if not self._data:
             return 0
         return self._ends[-1] - self._bytes_before(self._head)
 
@@ -84,16 +101,20 @@ class EventLog:
     def held_bytes(self) -> int:
         """The estimated bytes of every event still referenced, dropped ones not yet deleted
         included (at most ``max_bytes`` plus a quarter of it, plus one event)."""
-        return self._ends[-1] - self._base if self._events else 0
+        return self._ends[-1] - self._base if self._data else 0
 
-    def append(self, type: EventType, data: Mapping[str, Any], size: int = 0) -> Event:
+    def append(self, type: EventType, data: Mapping[str, Any], size: int = 0) -> None:
         """Append an event whose estimated size is ``size``; trims the oldest events."""
         if self.closed:
             raise RuntimeError("the run's log is closed: its terminal event was written")
-        events, ends = self._events, self._ends
-        n = len(events)
-        event = Event(self._first_seq + n, type, self.run_id, data)
-        events.append(event)
+        ends, kept = self._ends, self._data
+        n = len(kept)
+        code = _CODES.get(id(type))
+        if code is None:  # a type given by its value
+            type = EventType(type)
+            code = _CODES[id(type)]
+        self._codes.append(code)
+        kept.append(data)
         total = (ends[-1] if n else self._base) + size
         ends.append(total)
         n += 1
@@ -101,6 +122,7 @@ class EventLog:
         # is a Python-level call, and this runs for every event.
         if type is _COMPLETED or type is _FAILED or type is _CANCELLED:
             self.closed = True
+            self._terminal = Event(self._first_seq + n - 1, type, self.run_id, data)
         head = self._head
         if n - head > self._max_events:
             head = n - self._max_events
@@ -115,7 +137,6 @@ class EventLog:
             if head * 2 >= n or self.closed or (max_bytes is not None and dropped * 4 >= max_bytes):
                 self._compact()
         self._lot.unpark_all()
-        return event
 
     def _bytes_before(self, index: int) -> int:
         return self._ends[index - 1] if index else self._base
@@ -123,13 +144,14 @@ class EventLog:
     def _compact(self) -> None:
         head = self._head
         self._base = self._ends[head - 1]
-        del self._events[:head]
+        del self._codes[:head]
+        del self._data[:head]
         del self._ends[:head]
         self._first_seq += head
         self._head = 0
 
     def retained(self) -> int:
-        return len(self._events) - self._head
+        return len(self._data) - self._head
 
     def read(
         self, cursor: int, limit: int | None = None, max_bytes: int | None = None
@@ -144,18 +166,25 @@ class EventLog:
         start = self._first_seq + self._head
         missing_from = cursor + 1 if cursor + 1 < start else 0
         index = max(cursor + 1, start) - self._first_seq
-        stop = len(self._events) if limit is None else min(len(self._events), index + limit)
+        n = len(self._data)
+        stop = n if limit is None else min(n, index + limit)
         if max_bytes is not None and index < stop:
             budget = self._bytes_before(index) + max_bytes
             stop = max(index + 1, bisect_right(self._ends, budget, lo=index, hi=stop))
-        return missing_from, self._events[index:stop]
+        seq, run_id = self._first_seq + index, self.run_id
+        return missing_from, [
+            Event(seq + i, _TYPES[code], run_id, data)
+            for i, (code, data) in enumerate(
+                zip(self._codes[index:stop], self._data[index:stop], strict=True)
+            )
+        ]
 
     def all(self) -> list[Event]:
         return self.read(0)[1]
 
     @property
     def terminal(self) -> Event | None:
-        return self._events[-1] if self.closed else None
+        return self._terminal
 
     async def wait_beyond(self, cursor: int) -> None:
         """Return once an event after ``cursor`` exists. Cancellable; no side effects."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gc
+
 import pytest
 
 from engine import Cancelled, CancelReason, Completed, RunStatus
@@ -86,3 +88,24 @@ def test_native_projection_round_trips() -> None:
     frames = parse_sse(raw)
     assert [f.id for f in frames] == ["1", "2"]
     assert [f.event for f in frames] == ["run.started", "text.delta"]
+
+
+def test_retained_events_are_not_objects_the_garbage_collector_walks() -> None:
+    """A finished run's log stays in memory for its retention; a full collection walks every
+    object the collector tracks, so a tracked object per retained event made every stream
+    stall for as long as the retained logs were large. Text events add none."""
+    log = EventLog("run_x", max_events=100_000)
+    gc.collect()
+    before = len(gc.get_objects())
+    for i in range(10_000):
+        log.append(EventType.TEXT_DELTA, {"text": f"t{i}"})
+    log.append(EventType.COMPLETED, {"finish_reason": "stop", "usage": None})
+    gc.collect()
+    assert len(gc.get_objects()) - before < 100
+    _, events = log.read(9_998)
+    assert [(e.seq, e.type, e.data) for e in events] == [
+        (9_999, EventType.TEXT_DELTA, {"text": "t9998"}),
+        (10_000, EventType.TEXT_DELTA, {"text": "t9999"}),
+        (10_001, EventType.COMPLETED, {"finish_reason": "stop", "usage": None}),
+    ]
+    assert log.terminal == events[-1]
