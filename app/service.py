@@ -3,6 +3,7 @@ registry, auth and metrics. Routes reach it through :func:`current_service`."""
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import signal
@@ -153,6 +154,10 @@ class Service:
                 self.settings.engine_config(),
                 observer=self.metrics,
                 interaction_url=interaction_path,
+                # Taken here, outside any request: a run outlives the request that starts
+                # it, and must not keep Quart's request context (the request, its headers
+                # and body) alive for as long as it lasts.
+                run_context=contextvars.copy_context(),
             ) as engine:
                 if self.settings.backend == "redis":
                     # Imported only here: the memory backend needs no coredis.

@@ -6,11 +6,13 @@ owns it, and everything the engine holds is released when ``open_engine`` exits.
 
 from __future__ import annotations
 
+import contextvars
 import heapq
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Literal
 
 import trio
@@ -47,10 +49,12 @@ class Engine:
         config: EngineConfig,
         observer: EngineObserver,
         interaction_url: Callable[[str, str], str] | None,
+        run_context: contextvars.Context | None = None,
     ) -> None:
         self.config = config
         self.observer = observer
         self._nursery = nursery
+        self._run_context = run_context
         self._interaction_url = interaction_url
         self._runs: dict[str, Run] = {}
         self._aliases: dict[tuple[str | None, str], str] = {}
@@ -91,7 +95,13 @@ class Engine:
     def _launch(self, run: Run) -> None:
         """Start a run made by :meth:`_new_run` (a backend may record it in its store in
         between, before any of its events exist)."""
-        self._nursery.start_soon(run._main, name=f"run {run.id}")
+        spawn = partial(self._nursery.start_soon, run._main, name=f"run {run.id}")
+        if self._run_context is None:
+            spawn()
+        else:
+            # Trio gives a new task a copy of the *current* context: spawn from inside the
+            # engine's, so the run's task holds none of the starter's context variables.
+            self._run_context.run(spawn)
 
     def _discard(self, run: Run) -> None:
         """Forget a run made by :meth:`_new_run` that will never be launched."""
@@ -270,10 +280,18 @@ async def open_engine(
     *,
     observer: EngineObserver | None = None,
     interaction_url: Callable[[str, str], str] | None = None,
+    run_context: contextvars.Context | None = None,
 ) -> AsyncIterator[Engine]:
     """Open an engine for the duration of the block; leaving it shuts the engine down
     (see :meth:`Engine.aclose`). ``interaction_url(run_id, interaction_id)`` gives the URL
-    announced in ``interaction.required`` events, if the embedder serves one."""
+    announced in ``interaction.required`` events, if the embedder serves one.
+
+    ``run_context``: the context variables detached runs start with (each run's task gets
+    a copy of it). By default a detached run, like any Trio task, starts with a copy of
+    the context of whoever started it. A server whose requests start runs that outlive
+    them passes a context taken outside any request (``contextvars.copy_context()``), so
+    that no request-scoped context variable (a web framework's request object, with its
+    headers and body) stays alive as long as the run."""
     async with trio.open_nursery() as outer:
         # The runs get a nursery of their own, held by a task: shutting the engine down
         # cancels that nursery, not the block that the caller is running in.
@@ -283,6 +301,7 @@ async def open_engine(
             config or EngineConfig(),
             guarded(observer or EngineObserver()),
             interaction_url,
+            run_context,
         )
         body_error: BaseException | None = None
         try:

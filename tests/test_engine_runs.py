@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import AsyncIterator
 
 import pytest
@@ -114,6 +115,30 @@ async def test_cancelling_an_async_generator_producer_runs_its_cleanup(
         await run.wait_done()
     assert run.outcome == Cancelled(CancelReason.REQUESTED)
     assert saw_cancel == [True]
+
+
+async def test_a_detached_run_starts_with_the_engines_run_context() -> None:
+    """By default a run sees its starter's context variables, as any Trio task does; with
+    ``run_context`` it sees that context's instead, and nothing of the starter's."""
+    request: contextvars.ContextVar[str] = contextvars.ContextVar("request", default="none")
+    service: contextvars.ContextVar[str] = contextvars.ContextVar("service", default="none")
+
+    async def producer(ctx: RunContext) -> None:
+        await ctx.text(f"{request.get()} {service.get()}")
+
+    async def started_in_a_request(run_context: contextvars.Context | None) -> str:
+        async with open_engine(run_context=run_context) as engine:
+            token = request.set("request")
+            run = engine.start_run(producer)
+            request.reset(token)
+            await run.wait_done()
+            return run.output.text()
+
+    service.set("service")
+    assert await started_in_a_request(None) == "request service"
+    engine_context = contextvars.copy_context()
+    service.set("changed later")
+    assert await started_in_a_request(engine_context) == "none service"
 
 
 async def test_engine_error_keeps_code_and_safe_message() -> None:

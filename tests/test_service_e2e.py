@@ -21,7 +21,10 @@ from ._sse import parse_sse
 pytestmark = pytest.mark.e2e
 
 OPERATOR_PRODUCERS = {
-    "SCOPESTREAM_PRODUCERS": "ticker=tests.fixtures.producers:ticker",
+    "SCOPESTREAM_PRODUCERS": (
+        "ticker=tests.fixtures.producers:ticker,"
+        "request_context=tests.fixtures.producers:request_context"
+    ),
     "SCOPESTREAM_MAX_BODY_BYTES": "65536",
 }
 
@@ -87,6 +90,24 @@ def test_cancel_from_a_second_connection_is_the_streams_terminal(
     assert len(terminals) == 1 and frames[-1] is terminals[0]
     assert terminals[0].json()["data"] == {"reason": "requested"}
     assert (markers / run_id).read_text() == "cancelled"
+
+
+@pytest.mark.parametrize("mode", ["stream", "wait", "background"])
+def test_a_run_does_not_hold_the_request_that_started_it(server: Server, mode: str) -> None:
+    body: dict[str, Any] = {"producer": "request_context"}
+    if mode != "wait":
+        body[mode] = True
+    if mode == "stream":
+        stream = RawStream(server.port, "POST", "/v1/runs", body)
+        stream.read_to_end()
+        texts = [f.json()["data"]["text"] for f in parse_sse(stream.raw) if f.event == "text.delta"]
+        assert texts == ["request context: no"]
+        return
+    with server.client() as client:
+        answer = client.post("/v1/runs", json=body).json()
+        view = wait_status(client, answer["id"])
+    assert view["status"] == "completed"
+    assert view["output"]["text"] == "request context: no"
 
 
 def test_failure_mid_stream_leaks_nothing(server: Server) -> None:
