@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import time
 
@@ -59,6 +60,22 @@ async def test_synthetic_reasoning_and_tool_calls_come_before_the_text() -> None
 async def test_synthetic_interval(autojump_clock: trio.testing.MockClock) -> None:
     run = await run_synthetic(events=4, interval_ms=250)
     assert run.terminal_at == pytest.approx(0.75, abs=0.001)
+
+
+async def test_a_waiting_synthetic_run_keeps_no_validated_model(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """An idle stream's producer waits between events for as long as the stream lasts: what
+    it holds meanwhile is what every idle stream costs, and the model is not needed."""
+    async with open_engine() as engine:
+        run = engine.start_run(
+            synthetic.producer, input={"events": 3, "interval_ms": 3_600_000, "stamp": True}
+        )
+        await wait_for(lambda: len(texts(run)) == 1)
+        gc.collect()
+        assert not [o for o in gc.get_objects() if isinstance(o, SyntheticInput)]
+        await wait_for(lambda: len(texts(run)) == 2, limit=4000)  # it goes on with what it kept
+        engine.cancel(run.id)
 
 
 async def test_synthetic_fail_at_with_code() -> None:

@@ -65,8 +65,6 @@ class SyntheticInput(BaseModel):
 
 async def run_synthetic(ctx: RunContext) -> FinishReason:
     p = SyntheticInput.model_validate(ctx.input)
-    filler = "x" * p.event_bytes
-    interval = p.interval_ms / 1000
     for i in range(1, p.reasoning_events + 1):
         await ctx.reasoning(f"Thinking, step {i}. ")
     for i in range(1, p.tool_calls + 1):
@@ -75,23 +73,36 @@ async def run_synthetic(ctx: RunContext) -> FinishReason:
         await ctx.tool_call_delta(call_id, f'"item {i}"}}')
         await ctx.tool_call_ready(call_id, "lookup", {"query": f"item {i}"})
         await ctx.tool_result(call_id, {"item": i, "found": True})
-    for i in range(1, p.events + 1):
+    # The text loop may wait for hours (an idle benchmark stream spends its whole life in
+    # this frame): it keeps the few values it reads, not the validated model (~1 KiB).
+    events, event_bytes, interval = p.events, p.event_bytes, p.interval_ms / 1000
+    fail_at, fail_code, ask_at, stall_at, stamp = (
+        p.fail_at,
+        p.fail_code,
+        p.ask_at,
+        p.stall_at,
+        p.stamp,
+    )
+    finish_reason = p.finish_reason
+    del p
+    filler = "x" * event_bytes
+    for i in range(1, events + 1):
         if i > 1 and interval:
             await trio.sleep(interval)
-        if i == p.fail_at:
-            raise EngineError(p.fail_code, f"Synthetic failure at event {i}.")
-        if i == p.stall_at:
+        if i == fail_at:
+            raise EngineError(fail_code, f"Synthetic failure at event {i}.")
+        if i == stall_at:
             await trio.sleep_forever()
-        if i == p.ask_at:
+        if i == ask_at:
             answer = await ctx.ask(f"Synthetic question at event {i}: continue?")
             await ctx.data("answer", {"response": answer})
-        if p.stamp:
+        if stamp:
             head = f"{time.time():.6f}|"
             await ctx.text(head + filler[len(head) :])
         else:
             await ctx.text(filler)
-    await ctx.usage(p.events, p.events * p.event_bytes)
-    return p.finish_reason
+    await ctx.usage(events, events * event_bytes)
+    return finish_reason
 
 
 synthetic = ProducerSpec(
