@@ -272,9 +272,11 @@ class ScopestreamASGI:
         ext = RequestExtension(scope, receive, send)
         if self.direct is not None and await self.direct(scope, ext):
             return
-        scope = {**scope, "extensions": {**(scope.get("extensions") or {}), _KEY: ext}}
+        extensions = {**(scope.get("extensions") or {}), _KEY: ext}
         try:
-            await self.app(scope, ext.quart_receive, ext.quart_send)
+            # Quart's copy of the scope is not kept in this frame, which lives on while a
+            # stream is served below.
+            await self.app({**scope, "extensions": extensions}, ext.quart_receive, ext.quart_send)
         finally:
             if ext.handoff is not None:
                 # Served even when this request is being cancelled: the core then delivers
