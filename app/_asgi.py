@@ -271,11 +271,14 @@ class ScopestreamASGI:
             return
         ext = RequestExtension(scope, receive, send)
         if self.direct is not None and await self.direct(scope, ext):
+            if ext.handoff is not None:  # served here, not in the route: see ``finally``
+                await ext.serve_handoff()
             return
         extensions = {**(scope.get("extensions") or {}), _KEY: ext}
         try:
             # Quart's copy of the scope is not kept in this frame, which lives on while a
-            # stream is served below.
+            # stream is served below (a route's frame does not: its locals, the request's
+            # body among them, would last as long as the stream).
             await self.app({**scope, "extensions": extensions}, ext.quart_receive, ext.quart_send)
         finally:
             if ext.handoff is not None:

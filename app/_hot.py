@@ -106,8 +106,8 @@ class HotRoutes:
             await ext.send_json(answer.status, answer.body, answer.headers)
             return True
         connection, stream_headers = run_stream(run)
+        # Served by the entry point once this frame (the body, its model) is gone.
         ext.hand_off(connection, stream_headers)
-        await ext.serve_handoff()
         return True
 
     async def _cancel(
