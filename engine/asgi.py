@@ -25,7 +25,9 @@ The connection scope::
   runs shielded, and cancellation reaches it only between sends: whoever would cancel it
   (the watcher, on a disconnect or on the request being cancelled) *releases* it, which
   drops the shield at once if the writer is waiting for events, or right after the send
-  in flight. One shield per stream, nothing per event. The final send also makes
+  in flight. A writer already woken with events when it is released (it has consumed them
+  and has not yet seen the cancellation) still sends them whole: every send raises the
+  shield again. One shield per stream, nothing per event. The final send also makes
   hypercorn report ``http.disconnect``: that is the end of the response, not the client
   leaving, and the watcher treats it so.
 * **Body chunks go straight to the socket where that is safe.** An HTTP/1.1 response over
@@ -248,23 +250,31 @@ class _Exchange:
         assert self._direct is not None
         if not chunk:
             return  # an empty chunk would be the end of the body
-        self._sending = True
+        self._begin_send()
         try:
             written = await write_all(self._direct, b"%x\r\n%b\r\n" % (len(chunk), chunk))
         finally:
-            self._sending = False
+            self._end_send()
         if not written:
             self._client_left("the direct write failed")
-        if self._released:
-            self._shield.shield = False
 
     async def _send_all(self, *messages: MutableMapping[str, Any]) -> None:
-        self._sending = True
+        self._begin_send()
         try:
             for message in messages:
                 await self._send(message)
         finally:
-            self._sending = False
+            self._end_send()
+
+    def _begin_send(self) -> None:
+        """A send, once begun, is finished: shielded even when the writer was released while
+        it was being woken with what it now sends (it returned from its wait before it could
+        see the cancellation, and the events it holds are consumed)."""
+        self._sending = True
+        self._shield.shield = True
+
+    def _end_send(self) -> None:
+        self._sending = False
         if self._released:
             self._shield.shield = False  # a cancellation waited for this send to finish
 

@@ -190,6 +190,52 @@ async def test_server_cancelling_the_request_still_delivers_the_shutdown_termina
     assert events[-1]["data"] == {"reason": "shutdown"}
 
 
+async def test_events_the_writer_was_woken_with_are_sent_when_the_request_is_cancelled(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The writer has been woken with events but has not run yet when the request is
+    cancelled from outside, and the watcher releases it first: the events in hand are still
+    sent whole, in order, and the stream still ends with the shutdown terminal. (Trio runs a
+    batch's tasks in a random order, so each round gives either order; twenty rounds.) The
+    send checkpoints before its bytes count as written, as hypercorn's does (it takes its
+    send lock first)."""
+
+    async def send_after_a_checkpoint(message: Any) -> None:
+        await trio.lowlevel.checkpoint()
+        asgi.sent.append(dict(message))
+
+    for _ in range(20):
+        asgi = FakeASGI()
+        async with open_engine() as engine:
+            with trio.CancelScope() as request_scope:
+
+                async def producer(ctx: RunContext) -> None:
+                    await ctx.text("a")
+                    await trio.sleep(1)
+                    await ctx.text("b")  # wakes the writer, which runs in the next batch
+                    request_scope.cancel(reason="server shutting down")  # and the watcher
+                    await trio.sleep_forever()
+
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(
+                        stream_run,
+                        engine,
+                        producer,
+                        send_after_a_checkpoint,
+                        asgi.receive,
+                        NativeProjection(),
+                    )
+        events = native_events(asgi.body)
+        assert [e["type"] for e in events] == [
+            "run.started",
+            "text.delta",
+            "text.delta",
+            "run.cancelled",
+        ]
+        assert [e["seq"] for e in events] == [1, 2, 3, 4]
+        assert events[-1]["data"] == {"reason": "shutdown"}
+
+
 async def test_shutdown_before_the_first_frame_still_answers_with_the_terminal(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
